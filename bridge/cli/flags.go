@@ -1,0 +1,137 @@
+// Package cli implements bridge's subcommands: flag parsing, validation and
+// wiring of fronts, dispatch and supervision. cmd/bridge only calls Run.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the flags shared by serve and check.
+type options struct {
+	runner      string
+	chdir       string
+	interpreter string
+	workers     int
+	threads     int
+	startWait   time.Duration
+
+	uwsgi      listFlag
+	http       listFlag
+	socketMode string
+	serverName string
+
+	timeout      time.Duration
+	grace        time.Duration
+	backlog      int
+	queueTimeout time.Duration
+	maxBody      sizeFlag
+
+	logFormat string
+	logLevel  string
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// sizeFlag is a byte size: 1048576, 512K, 10M, 1G.
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+func (s *sizeFlag) Set(v string) error {
+	mult := int64(1)
+	num := strings.ToUpper(strings.TrimSpace(v))
+	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
+		if strings.HasSuffix(num, suffix) {
+			num, mult = strings.TrimSuffix(num, suffix), m
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a byte size such as 1048576, 512K, 10M or 1G")
+	}
+	*s = sizeFlag(n * mult)
+	return nil
+}
+
+func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.runner, "runner", "", "the app to run: python:MODULE:CALLABLE (e.g. python:app:application), or exec:CMD ARGS for a runner plugin")
+	fs.StringVar(&o.chdir, "chdir", "", "directory to run the app in (its import root); default: the current directory")
+	fs.StringVar(&o.interpreter, "interpreter", "", "interpreter to use (default: $BRIDGE_PYTHON, then python3 and /usr/bin/python3, the first that can import grpc)")
+	fs.DurationVar(&o.startWait, "start-timeout", 60*time.Second, "how long a worker may take to load the app")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if !serve {
+		return fs
+	}
+	fs.IntVar(&o.workers, "workers", 2, "runner processes")
+	fs.IntVar(&o.threads, "threads", 1, "app threads (slots) per runner process")
+	fs.Var(&o.uwsgi, "uwsgi", "uwsgi listener for nginx uwsgi_pass: unix:/path or host:port (repeatable)")
+	fs.Var(&o.http, "http", "HTTP/1.1 listener: host:port or unix:/path (repeatable)")
+	fs.StringVar(&o.socketMode, "socket-mode", "0666", "permissions of unix sockets bridge creates")
+	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
+	fs.IntVar(&o.backlog, "backlog", 1024, "requests that may wait for a free slot; more get 503")
+	fs.DurationVar(&o.queueTimeout, "queue-timeout", 30*time.Second, "how long a request may wait for a free slot before 503")
+	o.maxBody = 1 << 30
+	fs.Var(&o.maxBody, "max-body-size", "largest request body accepted (413 beyond): bytes, or with K, M, G")
+	return fs
+}
+
+// parse parses args, then fills every flag not given on the command line
+// from BRIDGE_<FLAG> (e.g. BRIDGE_WORKERS, BRIDGE_MAX_BODY_SIZE).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "BRIDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = usageError(fmt.Sprintf("$%s=%q: %v", env, v, e))
+			}
+		}
+	})
+	return err
+}
+
+// usageErr is a command-line mistake: exit code 2.
+type usageErr struct{ msg string }
+
+func (e *usageErr) Error() string { return e.msg }
+
+func usageError(msg string) error { return &usageErr{msg} }
+
+// ExitCode maps an error from Run to the process exit code: 2 for usage
+// mistakes, 1 for everything else.
+func ExitCode(err error) int {
+	var ue *usageErr
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	return 1
+}

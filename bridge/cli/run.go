@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/logx"
+	"bridge/bridge/supervise"
+	"bridge/runners"
+)
+
+const usage = `bridge — an application server for Python WSGI apps behind nginx.
+
+Usage:
+  bridge serve --runner python:MODULE:CALLABLE [--uwsgi ADDR] [--http ADDR] [flags]
+  bridge check --runner python:MODULE:CALLABLE [flags]
+  bridge version
+
+Commands:
+  serve     load the app in --workers runner processes and serve it
+  check     load the app once, report what was found, exit non-zero on failure
+  version   print the version
+
+Run 'bridge serve -h' or 'bridge check -h' for flags. Every flag can also be
+set in the environment as BRIDGE_<FLAG>, e.g. BRIDGE_WORKERS=4.
+
+Example (nginx: uwsgi_pass unix:/run/app.sock; include uwsgi_params;):
+  bridge serve --runner python:app:application --uwsgi unix:/run/app.sock
+`
+
+// Run executes one bridge command line (without the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "check":
+		return check(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "bridge", Version())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError(fmt.Sprintf("unknown command %q", args[0]))
+	}
+}
+
+// Version is the module version, or the VCS revision for a source build.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return strings.TrimSpace(v)
+}
+
+// runnerCommand resolves the --runner spec to the command that starts one
+// runner process: interpreter discovery and shim extraction for built-in
+// languages, the given argv for exec runners.
+func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
+	if o.runner == "" {
+		return supervise.Command{}, usageError("--runner is required, e.g. --runner python:app:application")
+	}
+	spec, err := runners.ParseSpec(o.runner)
+	if err != nil {
+		return supervise.Command{}, usageError(err.Error())
+	}
+	dir := o.chdir
+	if dir == "" {
+		dir, _ = os.Getwd()
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return supervise.Command{}, err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return supervise.Command{}, fmt.Errorf("--chdir %s: not a directory", o.chdir)
+	}
+	if spec.Language == "exec" {
+		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir}, nil
+	}
+	lang := runners.Languages[spec.Language]
+	interp, err := runners.FindInterpreter(ctx, lang, o.interpreter)
+	if err != nil {
+		return supervise.Command{}, err
+	}
+	shimDir, err := runners.ExtractShim(lang.Shim, runners.ShimCacheDir())
+	if err != nil {
+		return supervise.Command{}, err
+	}
+	path := shimDir
+	if old := os.Getenv(lang.PathEnv); old != "" {
+		path += string(os.PathListSeparator) + old
+	}
+	return supervise.Command{
+		Path: interp,
+		Args: lang.Args(spec.App),
+		Dir:  dir,
+		Env:  []string{lang.PathEnv + "=" + path},
+	}, nil
+}
+
+func newLogger(o *options, stderr io.Writer) (zerolog.Logger, error) {
+	log, err := logx.New(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return log, usageError(err.Error())
+	}
+	return log, nil
+}
+
+func parseFlags(name string, o *options, serve bool, args []string, stderr io.Writer) error {
+	fs := newFlagSet(name, o, serve, stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bridge %s --runner SPEC [flags]\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	err := parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if err != nil {
+		var ue *usageErr
+		if !errors.As(err, &ue) {
+			return usageError(err.Error()) // already printed with usage by flag
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/dispatch"
+	"bridge/bridge/front"
+	"bridge/bridge/supervise"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	o := &options{}
+	if err := parseFlags("serve", o, true, args, stderr); err != nil {
+		return err
+	}
+	if err := validate(o); err != nil {
+		return err
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	mode, _ := strconv.ParseUint(o.socketMode, 8, 32)
+	cmd, err := runnerCommand(ctx, o)
+	if err != nil {
+		return err
+	}
+
+	// Listeners first: a port in use should fail before any app loads.
+	type listener struct {
+		kind string
+		addr string
+		ln   net.Listener
+	}
+	var lns []listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
+	}
+	for _, kind := range []struct {
+		name  string
+		addrs []string
+	}{{"uwsgi", o.uwsgi}, {"http", o.http}} {
+		for _, a := range kind.addrs {
+			ln, err := front.Listen(a, os.FileMode(mode))
+			if err != nil {
+				closeAll()
+				return err
+			}
+			lns = append(lns, listener{kind.name, a, ln})
+		}
+	}
+
+	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
+	sup := supervise.New(supervise.Config{
+		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
+		StartTimeout: o.startWait, Log: log,
+	}, pool)
+	if err := sup.Start(ctx); err != nil {
+		closeAll()
+		return err
+	}
+
+	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Timeout: o.timeout, MaxBody: int64(o.maxBody)}
+	// Requests keep running after a shutdown signal: they get their own
+	// context, cancelled only when the grace period is over.
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+
+	var uwsgis []*front.Uwsgi
+	var https []*http.Server
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
+		wg.Add(1)
+		switch l.kind {
+		case "uwsgi":
+			u := &front.Uwsgi{H: h, ServerName: o.serverName}
+			uwsgis = append(uwsgis, u)
+			go func() {
+				defer wg.Done()
+				if err := u.Serve(reqCtx, l.ln); err != nil {
+					log.Error().Err(err).Str("addr", l.addr).Msg("uwsgi listener failed")
+				}
+			}()
+		case "http":
+			srv := front.NewHTTPServer(&front.HTTP{H: h, ServerName: o.serverName},
+				func(net.Listener) context.Context { return reqCtx })
+			https = append(https, srv)
+			go func() {
+				defer wg.Done()
+				if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error().Err(err).Str("addr", l.addr).Msg("http listener failed")
+				}
+			}()
+		}
+	}
+	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Msg("bridge ready")
+
+	<-ctx.Done()
+	closeUwsgi := func() {
+		for _, l := range lns {
+			if l.kind == "uwsgi" {
+				l.ln.Close()
+			}
+		}
+	}
+	drain(log, o.grace, closeUwsgi, uwsgis, https, sup, cancelReqs)
+	wg.Wait()
+	log.Info().Msg("bridge stopped")
+	return nil
+}
+
+// drain is the shutdown order: stop accepting, let requests in flight finish
+// within grace, then stop the runners.
+func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgis []*front.Uwsgi, https []*http.Server, sup *supervise.Supervisor, cancelReqs context.CancelFunc) {
+	log.Info().Dur("grace", grace).Msg("shutting down: no new connections, finishing requests in flight")
+	deadline := time.Now().Add(grace)
+	gctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	closeListeners()
+	var wg sync.WaitGroup
+	for _, srv := range https {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Shutdown closes listeners and idle connections, then waits for
+			// active ones.
+			if err := srv.Shutdown(gctx); err != nil {
+				srv.Close()
+			}
+		}()
+	}
+	for _, u := range uwsgis {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.Wait(gctx)
+		}()
+	}
+	wg.Wait()
+	cancelReqs()
+	sup.Stop(time.Until(deadline))
+}
+
+func validate(o *options) error {
+	switch {
+	case len(o.uwsgi) == 0 && len(o.http) == 0:
+		return usageError("no listener: give --uwsgi ADDR and/or --http ADDR, e.g. --uwsgi unix:/run/app.sock")
+	case o.workers < 1:
+		return usageError(fmt.Sprintf("--workers %d: must be at least 1", o.workers))
+	case o.threads < 1:
+		return usageError(fmt.Sprintf("--threads %d: must be at least 1", o.threads))
+	case o.backlog < 0:
+		return usageError("--backlog must not be negative")
+	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0:
+		return usageError("durations must not be negative")
+	}
+	if _, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil {
+		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode such as 0660", o.socketMode))
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/request"
+	bridgev1 "bridge/proto/bridge/v1"
+)
+
+// Result describes how an exchange went, for the access log and metrics.
+type Result struct {
+	Status   int
+	Bytes    int64
+	HeadSent bool
+}
+
+// maxChunk bounds one request body frame. DESIGN.md: bigger messages are
+// cheaper per byte, and gRPC's default limit is 4 MiB.
+const maxChunk = 256 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxChunk); return &b }}
+
+// ErrClientGone means writing to the client failed; the app was cancelled.
+var ErrClientGone = errors.New("client went away")
+
+// Exchange runs req on the slot and writes the response to rw. It returns a
+// *request.Error when nothing was sent and the front should answer with that
+// status, request.ErrAbort when the head was sent but the body cannot be
+// completed, or ErrClientGone.
+func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.ResponseWriter, log zerolog.Logger) (Result, error) {
+	var res Result
+	if err := s.open(); err != nil {
+		return res, request.Errorf(http.StatusBadGateway, "runner unavailable", err)
+	}
+	stream, cancel := s.stream, s.cancel
+	// Client gone or deadline passed: cancel the stream; the runner closes
+	// the app's body and Recv below returns.
+	stop := context.AfterFunc(ctx, cancel)
+	clean, err := s.exchange(stream, req, rw, &res, log)
+	if !stop() || !clean {
+		s.reset()
+	}
+	if err != nil && ctx.Err() != nil {
+		switch {
+		case res.HeadSent:
+			err = request.ErrAbort
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			err = request.Errorf(http.StatusGatewayTimeout, "request timeout", ctx.Err())
+		default:
+			err = ErrClientGone
+		}
+	}
+	return res, err
+}
+
+// exchange does the frame work. clean is false when the stream can no longer
+// carry the next request.
+func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request, rw request.ResponseWriter, res *Result, log zerolog.Logger) (clean bool, err error) {
+	first := &bridgev1.RequestFrame{
+		Head: &bridgev1.RequestHead{
+			RequestId:     req.ID,
+			Vars:          req.Vars,
+			UrlScheme:     req.Scheme,
+			ContentLength: req.ContentLength,
+		},
+		Body: req.Prefetched,
+		End:  req.Body == nil,
+	}
+	if err := stream.Send(first); err != nil {
+		return false, s.unavailable(stream, err)
+	}
+	var snd *sender
+	if req.Body != nil {
+		snd = startSender(stream, req.Body)
+	}
+	clean, err = s.receive(stream, rw, res, log)
+	if snd != nil && !snd.finish() {
+		clean = false
+	}
+	return clean, err
+}
+
+// receive reads response frames until the response ends.
+func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWriter, res *Result, log zerolog.Logger) (bool, error) {
+	for {
+		f, err := stream.Recv()
+		if err != nil {
+			if res.HeadSent {
+				return false, request.ErrAbort
+			}
+			return false, s.unavailable(stream, err)
+		}
+		if h := f.Head; h != nil && !res.HeadSent {
+			if h.Status < 200 || h.Status > 999 {
+				return false, request.Errorf(http.StatusInternalServerError, "runner sent invalid status", fmt.Errorf("status %d", h.Status))
+			}
+			res.Status, res.HeadSent = int(h.Status), true
+			if err := rw.WriteHead(int(h.Status), h.Reason, h.Headers); err != nil {
+				return false, ErrClientGone
+			}
+		}
+		if (len(f.Body) > 0 || f.File != nil) && !res.HeadSent {
+			return false, request.Errorf(http.StatusBadGateway, "runner sent body before head", nil)
+		}
+		if len(f.Body) > 0 {
+			if err := rw.Write(f.Body); err != nil {
+				return false, ErrClientGone
+			}
+			res.Bytes += int64(len(f.Body))
+		}
+		if fl := f.File; fl != nil {
+			if err := rw.SendFile(fl.Path, fl.Offset, fl.Length); err != nil {
+				log.Error().Err(err).Str("path", fl.Path).Msg("sending file body failed")
+				return false, request.ErrAbort
+			}
+		}
+		if !f.End {
+			continue
+		}
+		if e := f.Error; e != nil {
+			log.Error().Str("worker", s.worker.Name).Str("kind", e.Kind).Str("traceback", e.Traceback).Msg("app error: " + e.Message)
+			if !res.HeadSent {
+				return true, request.Errorf(http.StatusInternalServerError, "app error", errors.New(e.Message))
+			}
+			return true, request.ErrAbort
+		}
+		if f.Abort {
+			return true, request.ErrAbort
+		}
+		if !res.HeadSent {
+			return false, request.Errorf(http.StatusBadGateway, "runner ended without a head", nil)
+		}
+		return true, nil
+	}
+}
+
+func (s *Slot) unavailable(stream bridgev1.Runner_SlotClient, err error) error {
+	if errors.Is(err, io.EOF) {
+		// Send reports EOF when the stream broke; Recv has the real cause.
+		if _, rerr := stream.Recv(); rerr != nil {
+			err = rerr
+		}
+	}
+	return request.Errorf(http.StatusBadGateway, "runner unavailable", fmt.Errorf("%s: %w", s.worker.Name, err))
+}
+
+// sender streams the request body while the response comes back, so an app
+// can answer before it has read everything (and gRPC flow control is the
+// back-pressure on a slow app).
+type sender struct {
+	reading atomic.Bool
+	done    atomic.Bool
+	result  chan bool
+}
+
+func startSender(stream bridgev1.Runner_SlotClient, body io.Reader) *sender {
+	sd := &sender{result: make(chan bool, 1)}
+	go func() { sd.result <- sd.run(stream, body) }()
+	return sd
+}
+
+func (sd *sender) run(stream bridgev1.Runner_SlotClient, body io.Reader) bool {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	for {
+		// Publish "reading" before looking at done: finish() does the
+		// reverse, so one of the two always sees the other.
+		sd.reading.Store(true)
+		if sd.done.Load() {
+			sd.reading.Store(false)
+			break
+		}
+		n, err := io.ReadAtLeast(body, buf, 1)
+		sd.reading.Store(false)
+		if n > 0 && !sd.done.Load() {
+			if serr := stream.Send(&bridgev1.RequestFrame{Body: buf[:n]}); serr != nil {
+				return false
+			}
+		}
+		if err != nil {
+			// EOF, or the client's body broke off: the app sees the end of
+			// its input either way; a short body shows as fewer bytes than
+			// CONTENT_LENGTH.
+			break
+		}
+	}
+	return stream.Send(&bridgev1.RequestFrame{End: true}) == nil
+}
+
+// finish is called once the response has ended. It reports whether the
+// stream is still in step (the body's end frame was sent). A sender stuck
+// reading from the client cannot be waited for: the slot is then dropped.
+func (sd *sender) finish() bool {
+	sd.done.Store(true)
+	if sd.reading.Load() {
+		return false
+	}
+	return <-sd.result
+}

@@ -1,0 +1,167 @@
+// Package dispatch hands requests to runner slots: one pool of slots across
+// all ready workers, a bounded FIFO of waiting requests, and the frame
+// exchange on a slot's gRPC stream.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"bridge/bridge/request"
+)
+
+// Pool is the set of free slots of all ready workers plus the requests
+// waiting for one. A released slot goes straight to the oldest waiter, so
+// waiting is first come, first served.
+type Pool struct {
+	mu           sync.Mutex
+	workers      []*Worker
+	waiters      []chan *Slot
+	backlog      int
+	queueTimeout time.Duration
+}
+
+// NewPool makes a pool whose queue holds at most backlog waiting requests for
+// at most queueTimeout each (0: until the request's own deadline).
+func NewPool(backlog int, queueTimeout time.Duration) *Pool {
+	return &Pool{backlog: backlog, queueTimeout: queueTimeout}
+}
+
+// ErrNoWorkers is returned when no worker is ready and none can take the
+// request before it gives up waiting.
+var ErrNoWorkers = errors.New("no ready worker")
+
+// Add makes w's slots available. Waiting requests get them first.
+func (p *Pool) Add(w *Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.workers = append(p.workers, w)
+	for _, s := range w.slots {
+		w.free = append(w.free, s)
+	}
+	for len(p.waiters) > 0 && len(w.free) > 0 {
+		s := w.free[len(w.free)-1]
+		w.free = w.free[:len(w.free)-1]
+		w.busy++
+		p.handToWaiter(s)
+	}
+}
+
+// Remove takes w out of dispatch. Requests running on it finish (or fail, if
+// the process is gone); its slots are not handed out again.
+func (p *Pool) Remove(w *Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.workers {
+		if x == w {
+			p.workers = append(p.workers[:i], p.workers[i+1:]...)
+			break
+		}
+	}
+	w.removed = true
+	w.free = nil
+}
+
+// Ready reports whether at least one worker takes requests.
+func (p *Pool) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.workers) > 0
+}
+
+// Acquire takes a free slot of the least-loaded worker, waiting in the queue
+// if there is none. A full queue or a wait past the queue timeout is a 503.
+func (p *Pool) Acquire(ctx context.Context) (*Slot, error) {
+	p.mu.Lock()
+	if s := p.pickLocked(); s != nil {
+		p.mu.Unlock()
+		return s, nil
+	}
+	if len(p.waiters) >= p.backlog {
+		p.mu.Unlock()
+		return nil, request.Errorf(http.StatusServiceUnavailable, "queue full", ErrNoWorkers)
+	}
+	ch := make(chan *Slot, 1)
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if p.queueTimeout > 0 {
+		t := time.NewTimer(p.queueTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case s := <-ch:
+		return s, nil
+	case <-ctx.Done():
+		return nil, p.giveUp(ch, ctx.Err())
+	case <-timeout:
+		return nil, p.giveUp(ch, request.Errorf(http.StatusServiceUnavailable, "queue timeout", ErrNoWorkers))
+	}
+}
+
+// giveUp leaves the queue; a slot handed over in the meantime goes back.
+func (p *Pool) giveUp(ch chan *Slot, err error) error {
+	p.mu.Lock()
+	for i, c := range p.waiters {
+		if c == ch {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			return err
+		}
+	}
+	p.mu.Unlock()
+	p.Release(<-ch) // already handed to us
+	return err
+}
+
+// Release returns a slot after its request is done.
+func (p *Pool) Release(s *Slot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := s.worker
+	if w.removed {
+		w.busy--
+		return
+	}
+	if len(p.waiters) > 0 {
+		p.handToWaiter(s)
+		return
+	}
+	w.busy--
+	w.free = append(w.free, s)
+}
+
+// Busy returns the number of slots in use on w.
+func (p *Pool) Busy(w *Worker) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.busy
+}
+
+func (p *Pool) handToWaiter(s *Slot) {
+	ch := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	ch <- s
+}
+
+// pickLocked returns a free slot of the worker with the fewest busy slots.
+func (p *Pool) pickLocked() *Slot {
+	var best *Worker
+	for _, w := range p.workers {
+		if len(w.free) > 0 && (best == nil || w.busy < best.busy) {
+			best = w
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	s := best.free[len(best.free)-1]
+	best.free = best.free[:len(best.free)-1]
+	best.busy++
+	return s
+}

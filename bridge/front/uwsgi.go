@@ -1,0 +1,266 @@
+package front
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"bridge/bridge/request"
+	"bridge/bridge/uwsgi"
+	bridgev1 "bridge/proto/bridge/v1"
+)
+
+// Uwsgi is the uwsgi front (nginx uwsgi_pass): one request per connection,
+// response as a raw HTTP/1.1 head and body, connection closed after it (U18).
+type Uwsgi struct {
+	H *Handler
+	// ServerName is the fallback SERVER_NAME (U15).
+	ServerName string
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Serve accepts connections until ln is closed. It returns nil after Close.
+func (u *Uwsgi) Serve(ctx context.Context, ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		u.track(c, true)
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			defer u.track(c, false)
+			u.serveConn(ctx, c)
+		}()
+	}
+}
+
+func (u *Uwsgi) track(c net.Conn, add bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.conns == nil {
+		u.conns = map[net.Conn]struct{}{}
+	}
+	if add {
+		u.conns[c] = struct{}{}
+	} else {
+		delete(u.conns, c)
+	}
+}
+
+// Wait blocks until every connection being served has finished, or ctx ends;
+// then it closes the stragglers.
+func (u *Uwsgi) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { u.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		u.mu.Lock()
+		for c := range u.conns {
+			c.Close()
+		}
+		u.mu.Unlock()
+		<-done
+	}
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+
+func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(defaultReadTimeout))
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer readerPool.Put(br)
+
+	pkt, err := uwsgi.ReadPacket(br)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			u.H.Log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("bad uwsgi packet; closing")
+			writeUwsgiError(c, http.StatusBadRequest)
+		}
+		return
+	}
+	switch pkt.Modifier1 {
+	case 0, 5, 7: // WSGI, PSGI, Rack: all reach the one runner (U17)
+	default:
+		u.H.Log.Warn().Uint8("modifier1", pkt.Modifier1).Msg("unsupported uwsgi modifier1")
+		writeUwsgiError(c, http.StatusInternalServerError)
+		return
+	}
+	req, err := u.canonical(pkt)
+	if err == nil {
+		err = u.body(br, req)
+	}
+	if err != nil {
+		u.H.Log.Warn().Err(err).Msg("bad uwsgi request")
+		writeUwsgiError(c, request.StatusOf(err))
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if req.Body == nil {
+		watchDisconnect(c, cancel)
+	} else {
+		req.Body = &eofHook{r: req.Body, fn: func() { watchDisconnect(c, cancel) }}
+	}
+	w := &uwsgiWriter{c: c, bw: bufio.NewWriterSize(c, 16<<10), h: u.H}
+	err = u.H.Serve(ctx, req, w)
+	var re *request.Error
+	switch {
+	case err == nil:
+		_ = w.bw.Flush()
+	case errors.As(err, &re) && !w.headSent:
+		writeUwsgiError(c, re.Status)
+	case errors.Is(err, request.ErrAbort):
+		abortConn(c)
+	}
+}
+
+// watchDisconnect keeps a read pending once the body is consumed: nginx
+// closes the upstream connection when its client goes away (U24).
+func watchDisconnect(c net.Conn, cancel context.CancelFunc) {
+	go func() {
+		var b [1]byte
+		_, _ = c.Read(b[:])
+		cancel()
+	}()
+}
+
+// eofHook calls fn once when the body reader reaches its end.
+type eofHook struct {
+	r    io.Reader
+	fn   func()
+	done bool
+}
+
+func (e *eofHook) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !e.done {
+		e.done = true
+		e.fn()
+	}
+	return n, err
+}
+
+// abortConn cuts a connection so nginx sees an error, not a clean end: RST
+// on TCP (U20). Over a unix socket a close is all there is.
+func abortConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+func writeUwsgiError(c net.Conn, status int) {
+	body := errorBody(status)
+	hdr := []uwsgi.Header{
+		{Name: []byte("Content-Type"), Value: []byte("text/plain; charset=utf-8")},
+		{Name: []byte("Content-Length"), Value: strconv.AppendInt(nil, int64(len(body)), 10)},
+	}
+	if status == http.StatusServiceUnavailable {
+		hdr = append(hdr, uwsgi.Header{Name: []byte("Retry-After"), Value: []byte("1")})
+	}
+	out := uwsgi.AppendResponseHead(nil, status, http.StatusText(status), hdr)
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Write(append(out, body...))
+}
+
+// body prepares the request body: exactly CONTENT_LENGTH bytes after the
+// vars (U9). Small bodies are read now so the request is one message.
+func (u *Uwsgi) body(br *bufio.Reader, req *request.Request) error {
+	n := req.ContentLength
+	switch {
+	case n == 0:
+	case n > u.H.MaxBody:
+		return request.Errorf(http.StatusRequestEntityTooLarge, "request body too large", fmt.Errorf("content-length %d > %d", n, u.H.MaxBody))
+	case n <= prefetchMax:
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return request.Errorf(http.StatusBadRequest, "short request body", err)
+		}
+		req.Prefetched = buf
+	default:
+		req.Body = io.LimitReader(br, n)
+	}
+	return nil
+}
+
+// uwsgiWriter writes the response in the uwsgi front's framing. The head
+// stays in the buffer until the first chunk, so a small response is one
+// write.
+type uwsgiWriter struct {
+	c        net.Conn
+	bw       *bufio.Writer
+	h        *Handler
+	headSent bool
+	scratch  []uwsgi.Header
+}
+
+// headWarn is nginx's default uwsgi_buffer_size: a bigger head gets 502 (U19).
+const headWarn = 4096
+
+func (w *uwsgiWriter) WriteHead(status int, reason string, headers []*bridgev1.Header) error {
+	w.headSent = true
+	w.scratch = w.scratch[:0]
+	for _, h := range headers {
+		w.scratch = append(w.scratch, uwsgi.Header{Name: h.Name, Value: h.Value})
+	}
+	head := uwsgi.AppendResponseHead(w.bw.AvailableBuffer(), status, reason, w.scratch)
+	if len(head) > headWarn {
+		w.h.Log.Warn().Int("bytes", len(head)).Msg("response head exceeds nginx's default uwsgi_buffer_size (4096); nginx may answer 502")
+	}
+	_, err := w.bw.Write(head)
+	return err
+}
+
+func (w *uwsgiWriter) Write(p []byte) error {
+	if _, err := w.bw.Write(p); err != nil {
+		return err
+	}
+	return w.bw.Flush()
+}
+
+func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return err
+	}
+	var r io.Reader = f
+	if n >= 0 {
+		r = io.LimitReader(f, n)
+	}
+	// net.Conn's ReadFrom uses sendfile(2) for a file source.
+	_, err = io.Copy(w.c, r)
+	return err
+}

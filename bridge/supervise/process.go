@@ -1,0 +1,145 @@
+// Package supervise owns the runner processes: it starts them as go-plugin
+// plugins, waits until they answer Describe, hands them to dispatch, and
+// replaces the ones that die.
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/logx"
+	"bridge/runners"
+	bridgev1 "bridge/proto/bridge/v1"
+)
+
+// Command is how to start one runner process.
+type Command struct {
+	Path string   // executable (interpreter or exec runner)
+	Args []string // arguments after Path
+	Dir  string   // working directory ("" = bridge's)
+	Env  []string // added to bridge's environment, overriding it
+}
+
+// process is one started runner.
+type process struct {
+	client  *plugin.Client
+	rpc     bridgev1.RunnerClient
+	info    *bridgev1.DescribeResponse
+	sockDir string
+	stderr  *logx.LineLogger
+}
+
+// startProcess execs the runner, completes the go-plugin handshake and calls
+// Describe. Whatever fails, nothing is left running.
+func startProcess(ctx context.Context, cmd Command, name string, threads, workers int, timeout time.Duration, log zerolog.Logger) (*process, error) {
+	sockDir, err := os.MkdirTemp("", "bridge-"+name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	c := exec.Command(cmd.Path, cmd.Args...)
+	c.Dir = cmd.Dir
+	// go-plugin appends the host environment after ours when asked to, and
+	// the last duplicate wins; so we build the whole environment ourselves.
+	c.Env = append(os.Environ(), cmd.Env...)
+	c.Env = append(c.Env,
+		plugin.EnvUnixSocketDir+"="+sockDir,
+		"BRIDGE_WORKER="+name,
+		"BRIDGE_THREADS="+strconv.Itoa(threads),
+		"BRIDGE_WORKERS="+strconv.Itoa(workers),
+	)
+	// Own process group, so a stuck runner and its children can be killed
+	// together; and die with bridge even if bridge is SIGKILLed.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+
+	stderr := logx.NewLineLogger(log, "stderr")
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  runners.Handshake,
+		Plugins:          runners.PluginMap(),
+		Cmd:              c,
+		SkipHostEnv:      true,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     timeout,
+		// go-plugin parses plugin stderr as hclog JSON unless its logger is
+		// off; an app's own JSON on stderr could then crash it. We read
+		// stderr ourselves through Stderr.
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+		Stderr: stderr,
+	})
+	p := &process{client: client, sockDir: sockDir, stderr: stderr}
+	fail := func(err error) (*process, error) {
+		p.kill()
+		return nil, err
+	}
+	conn, err := client.Client()
+	if err != nil {
+		return fail(startError(err, client, stderr))
+	}
+	raw, err := conn.Dispense(runners.PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("dispense runner: %w", err))
+	}
+	p.rpc = raw.(bridgev1.RunnerClient)
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	p.info, err = p.rpc.Describe(dctx, &bridgev1.DescribeRequest{})
+	if err != nil {
+		return fail(fmt.Errorf("runner did not answer Describe: %w", err))
+	}
+	return p, nil
+}
+
+// startError explains a failed start with what the runner last logged (an
+// import error, usually) rather than go-plugin's handshake message.
+func startError(err error, client *plugin.Client, stderr *logx.LineLogger) error {
+	// Give the stderr reader a moment to take the runner's last words.
+	for i := 0; i < 20 && !client.Exited(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if last := stderr.LastError(); last != "" {
+		return fmt.Errorf("runner failed to start: %s", last)
+	}
+	return fmt.Errorf("runner failed to start: %w", err)
+}
+
+// pid returns the runner's process id.
+func (p *process) pid() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// kill asks the runner to shut down (go-plugin calls its Shutdown RPC, waits
+// two seconds, then kills it) and removes its socket directory. A wedged
+// runner can block Kill: a watchdog kills the whole process group.
+func (p *process) kill() {
+	pid := p.pid()
+	done := make(chan struct{})
+	go func() {
+		p.client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		if pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		<-done
+	}
+	if pid > 0 {
+		// Children the app started (same process group) go with it.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	os.RemoveAll(p.sockDir)
+}

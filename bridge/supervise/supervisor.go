@@ -1,0 +1,194 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/dispatch"
+	bridgev1 "bridge/proto/bridge/v1"
+)
+
+// Config says what to run and how many.
+type Config struct {
+	Command      Command
+	Runner       string // runner spec, for logs
+	Workers      int
+	Threads      int
+	StartTimeout time.Duration
+	Log          zerolog.Logger
+}
+
+// Supervisor keeps Config.Workers runners alive and registered with the pool.
+type Supervisor struct {
+	cfg  Config
+	pool *dispatch.Pool
+
+	ctx    context.Context // workers' lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	stopWatch chan struct{}
+	watchOnce sync.Once
+
+	mu      sync.Mutex
+	running map[int]*slotWorker
+}
+
+type slotWorker struct {
+	proc *process
+	w    *dispatch.Worker
+}
+
+// New makes a supervisor that feeds pool.
+func New(cfg Config, pool *dispatch.Pool) *Supervisor {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Supervisor{cfg: cfg, pool: pool, ctx: ctx, cancel: cancel, running: map[int]*slotWorker{}, stopWatch: make(chan struct{})}
+}
+
+// Start launches every worker and returns once all answer Describe. If any
+// fails to start, the others are stopped and the first error is returned:
+// an app that cannot load should stop bridge at start-up, loudly.
+func (s *Supervisor) Start(ctx context.Context) error {
+	errs := make([]error, s.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.startOne(ctx, i, 0)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.Stop(0)
+		return errs[firstErr(errs)]
+	}
+	for i := range s.cfg.Workers {
+		s.wg.Add(1)
+		go s.watch(i)
+	}
+	return nil
+}
+
+func firstErr(errs []error) int {
+	for i, e := range errs {
+		if e != nil {
+			return i
+		}
+	}
+	return 0
+}
+
+func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
+	name := fmt.Sprintf("w%d", i+1)
+	if restart > 0 {
+		name = fmt.Sprintf("w%d.%d", i+1, restart)
+	}
+	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
+	p, err := startProcess(ctx, s.cfg.Command, name, s.cfg.Threads, s.cfg.Workers, s.cfg.StartTimeout, log)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", name, err)
+	}
+	log = log.With().Int("pid", p.pid()).Logger()
+	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, log)
+	s.mu.Lock()
+	s.running[i] = &slotWorker{proc: p, w: w}
+	s.mu.Unlock()
+	s.pool.Add(w)
+	log.Info().Str("app", p.info.App).Str("interface", p.info.Interface).
+		Str("language_version", p.info.LanguageVersion).Uint32("threads", p.info.Threads).Msg("worker ready")
+	return nil
+}
+
+// watch restarts worker i whenever its process exits, backing off
+// exponentially (capped at 10 s) while it keeps dying young.
+func (s *Supervisor) watch(i int) {
+	defer s.wg.Done()
+	restarts, backoff := 0, 100*time.Millisecond
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopWatch:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		cur := s.running[i]
+		s.mu.Unlock()
+		if cur != nil && !cur.proc.client.Exited() {
+			continue
+		}
+		if cur != nil {
+			s.pool.Remove(cur.w)
+			cur.proc.kill()
+			s.cfg.Log.Warn().Str("worker", cur.w.Name).Int("pid", cur.proc.pid()).Msg("worker exited; restarting")
+			s.mu.Lock()
+			delete(s.running, i)
+			s.mu.Unlock()
+		}
+		restarts++
+		started := time.Now()
+		if err := s.startOne(s.ctx, i, restarts); err != nil {
+			s.cfg.Log.Error().Err(err).Dur("backoff", backoff).Msg("worker restart failed")
+			select {
+			case <-s.stopWatch:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		if time.Since(started) > 30*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// Stop takes every worker out of dispatch, waits up to grace for requests in
+// flight to finish, then shuts the runners down.
+func (s *Supervisor) Stop(grace time.Duration) {
+	s.cancelWatch()
+	s.mu.Lock()
+	all := make([]*slotWorker, 0, len(s.running))
+	for _, sw := range s.running {
+		all = append(all, sw)
+		s.pool.Remove(sw.w)
+	}
+	s.running = map[int]*slotWorker{}
+	s.mu.Unlock()
+	deadline := time.Now().Add(grace)
+	for _, sw := range all {
+		for s.pool.Busy(sw.w) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	s.cancel() // cancels streams still open after the grace period
+	var wg sync.WaitGroup
+	for _, sw := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); sw.proc.kill() }()
+	}
+	wg.Wait()
+}
+
+// cancelWatch stops the restart loops without touching the workers.
+func (s *Supervisor) cancelWatch() {
+	s.watchOnce.Do(func() { close(s.stopWatch) })
+	s.wg.Wait()
+}
+
+// Info returns the Describe answer of a running worker (nil if none).
+func (s *Supervisor) Info() *bridgev1.DescribeResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sw := range s.running {
+		return sw.proc.info
+	}
+	return nil
+}

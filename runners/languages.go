@@ -1,0 +1,57 @@
+package runners
+
+import (
+	"io/fs"
+	"sort"
+
+	"bridge/python"
+)
+
+// Language describes how to run one kind of shim. Adding a language is a new
+// entry here plus its shim folder.
+type Language struct {
+	// Name is the --runner prefix.
+	Name string
+	// EnvVar names the variable that may hold the interpreter's path.
+	EnvVar string
+	// Candidates are tried in order after --interpreter and EnvVar.
+	Candidates []string
+	// Probe is the interpreter argv tail that exits 0 only when the shim's
+	// dependencies import.
+	Probe []string
+	// Install says what to install when no candidate passes Probe.
+	Install string
+	// Shim is the shim's source tree; it is extracted once per version.
+	Shim fs.FS
+	// Args builds the interpreter argv tail that starts the shim for app.
+	Args func(app string) []string
+	// PathEnv names the variable through which the shim's directory is made
+	// importable (PYTHONPATH, PERL5LIB, RUBYLIB).
+	PathEnv string
+}
+
+// Languages is the table of built-in runners, keyed by --runner prefix.
+var Languages = map[string]Language{
+	"python": {
+		Name:   "python",
+		EnvVar: "BRIDGE_PYTHON",
+		// The first python3 on PATH may be a private build (pyenv, venv)
+		// that cannot see Debian's packages; the system one usually can.
+		Candidates: []string{"python3", "/usr/bin/python3"},
+		Probe:      []string{"-c", "import grpc, google.protobuf"},
+		Install:    "apt-get install python3-grpcio python3-protobuf (Debian/Ubuntu), or pip install grpcio protobuf into the interpreter given by --interpreter",
+		Shim:       python.Shim,
+		Args:       func(app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
+		PathEnv:    "PYTHONPATH",
+	},
+}
+
+// LanguageNames lists the built-in languages, sorted, for messages.
+func LanguageNames() []string {
+	names := make([]string, 0, len(Languages))
+	for n := range Languages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
