@@ -17,8 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"bridge/bridge/logx"
-	"bridge/runners"
 	bridgev1 "bridge/proto/bridge/v1"
+	"bridge/runners"
 )
 
 // Command is how to start one runner process.

@@ -1,0 +1,203 @@
+// Package testrunner is a runner written in Go, for tests: a test binary
+// re-executes itself as a go-plugin runner (see Main), so fronts, dispatch and
+// supervision are tested without any interpreter. Its "app" answers by path.
+package testrunner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	bridgev1 "bridge/proto/bridge/v1"
+	"bridge/runners"
+)
+
+// EnvVar makes a test binary act as the runner when set to "1".
+const EnvVar = "BRIDGE_TEST_RUNNER"
+
+// Main serves the runner and exits if the process was started as one; call
+// it first in TestMain.
+func Main() {
+	if os.Getenv(EnvVar) != "1" {
+		return
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: runners.Handshake,
+		Plugins:         map[string]plugin.Plugin{runners.PluginName: &runners.RunnerPlugin{Impl: &server{}}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+	os.Exit(0)
+}
+
+type server struct {
+	bridgev1.UnimplementedRunnerServer
+}
+
+func (s *server) Describe(_ context.Context, _ *bridgev1.DescribeRequest) (*bridgev1.DescribeResponse, error) {
+	threads, _ := strconv.Atoi(os.Getenv("BRIDGE_THREADS"))
+	return &bridgev1.DescribeResponse{
+		Language: "go", LanguageVersion: "test", Interface: "test/1",
+		App: "testrunner", Threads: uint32(threads), Pid: int32(os.Getpid()), Server: "testrunner",
+	}, nil
+}
+
+// Slot serves requests one after another, as the contract says.
+func (s *server) Slot(st bridgev1.Runner_SlotServer) error {
+	for {
+		f, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if f.Head == nil {
+			continue // leftover body of an earlier request
+		}
+		in := &input{st: st, buf: f.Body, end: f.End}
+		if err := handle(st, f.Head, in); err != nil {
+			return err
+		}
+		if err := in.drain(); err != nil {
+			return err
+		}
+	}
+}
+
+// input reads request body frames on demand.
+type input struct {
+	st  bridgev1.Runner_SlotServer
+	buf []byte
+	end bool
+}
+
+func (in *input) Read(p []byte) (int, error) {
+	for len(in.buf) == 0 {
+		if in.end {
+			return 0, io.EOF
+		}
+		f, err := in.st.Recv()
+		if err != nil {
+			return 0, err
+		}
+		in.buf, in.end = f.Body, f.End
+	}
+	n := copy(p, in.buf)
+	in.buf = in.buf[n:]
+	return n, nil
+}
+
+func (in *input) drain() error {
+	for !in.end {
+		f, err := in.st.Recv()
+		if err != nil {
+			return err
+		}
+		in.end = f.End
+	}
+	return nil
+}
+
+func vars(h *bridgev1.RequestHead) map[string]string {
+	m := make(map[string]string, len(h.Vars))
+	for _, v := range h.Vars {
+		m[string(v.Name)] = string(v.Value)
+	}
+	return m
+}
+
+func head(status uint32, kv ...string) *bridgev1.ResponseHead {
+	h := &bridgev1.ResponseHead{Status: status}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Headers = append(h.Headers, &bridgev1.Header{Name: []byte(kv[i]), Value: []byte(kv[i+1])})
+	}
+	return h
+}
+
+// handle is the test app. Paths:
+//
+//	/hello          one frame: 200 "hello world\n"
+//	/env, /env/…    the vars as JSON
+//	/echo           the request body back, streamed
+//	/stream?n=N&ms=M N chunks "chunk i\n", M ms apart, no Content-Length
+//	/sleep?ms=M     answers after M ms
+//	/error-before   app error before the head (→ 500)
+//	/error-after    one chunk, then an app error (→ abort)
+//	/crash          the runner process exits mid-request (→ 502)
+func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) error {
+	v := vars(h)
+	q := query(v["QUERY_STRING"])
+	path := v["PATH_INFO"]
+	if strings.HasPrefix(path, "/env/") {
+		path = "/env"
+	}
+	switch path {
+	case "/hello":
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "text/plain", "Content-Length", "12"), Body: []byte("hello world\n"), End: true})
+	case "/env":
+		b, _ := json.Marshal(map[string]any{"vars": v, "id": h.RequestId, "scheme": h.UrlScheme, "content_length": h.ContentLength})
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "application/json"), Body: b, End: true})
+	case "/echo":
+		buf := make([]byte, 64<<10)
+		first := true
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				f := &bridgev1.ResponseFrame{Body: append([]byte(nil), buf[:n]...)}
+				if first {
+					f.Head, first = head(200, "Content-Type", "application/octet-stream"), false
+				}
+				if serr := st.Send(f); serr != nil {
+					return serr
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if first {
+			return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "0"), End: true})
+		}
+		return st.Send(&bridgev1.ResponseFrame{End: true})
+	case "/stream":
+		n, ms := atoi(q["n"], 3), atoi(q["ms"], 0)
+		for i := 0; i < n; i++ {
+			f := &bridgev1.ResponseFrame{Body: []byte(fmt.Sprintf("chunk %d\n", i))}
+			if i == 0 {
+				f.Head = head(200, "Content-Type", "text/plain")
+			}
+			if err := st.Send(f); err != nil {
+				return err
+			}
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		return st.Send(&bridgev1.ResponseFrame{End: true})
+	case "/sleep":
+		select {
+		case <-time.After(time.Duration(atoi(q["ms"], 1000)) * time.Millisecond):
+		case <-st.Context().Done():
+			return st.Context().Err()
+		}
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "5"), Body: []byte("slept"), End: true})
+	case "/error-before":
+		return st.Send(&bridgev1.ResponseFrame{Error: &bridgev1.Error{Kind: "app", Message: "boom secret-detail", Traceback: "Traceback: boom"}, End: true})
+	case "/error-after":
+		if err := st.Send(&bridgev1.ResponseFrame{Head: head(200), Body: []byte("partial")}); err != nil {
+			return err
+		}
+		return st.Send(&bridgev1.ResponseFrame{Error: &bridgev1.Error{Kind: "app", Message: "late boom"}, End: true, Abort: true})
+	case "/crash":
+		os.Exit(3)
+	}
+	return st.Send(&bridgev1.ResponseFrame{Head: head(404, "Content-Length", "10"), Body: []byte("not found\n"), End: true})
+}
