@@ -1,0 +1,214 @@
+package front_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"bridge/bridge/uwsgi"
+)
+
+// golden reads a packet nginx 1.22 really sent (bridge/uwsgi/testdata) and
+// returns it with its body.
+func golden(t *testing.T, name string) (*uwsgi.Packet, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile("../uwsgi/testdata/" + name + ".uwsgi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(bytes.NewReader(raw))
+	p, err := uwsgi.ReadPacket(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(br)
+	return p, body
+}
+
+func setVar(p *uwsgi.Packet, name, value string) {
+	for i := range p.Vars {
+		if string(p.Vars[i].Name) == name {
+			p.Vars[i].Value = []byte(value)
+			return
+		}
+	}
+	p.Vars = append(p.Vars, uwsgi.Var{Name: []byte(name), Value: []byte(value)})
+}
+
+// roundTrip sends one packet and returns the raw response.
+func roundTrip(t *testing.T, network, addr string, p *uwsgi.Packet, body []byte) (*http.Response, []byte, error) {
+	t.Helper()
+	pkt, err := uwsgi.AppendPacket(nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialUwsgi(t, network, addr)
+	defer c.Close()
+	if _, err := c.Write(append(pkt, body...)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+func envOf(t *testing.T, s *stack, p *uwsgi.Packet, body []byte) envDump {
+	t.Helper()
+	resp, b, err := roundTrip(t, "unix", s.uwsgiSock, p, body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("env request: %v %v %s", err, resp, b)
+	}
+	var d envDump
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// U4 U8 W6 W8: nginx 1.22's one-var-per-header-line is merged; empty
+// CONTENT_* and HTTP_CONTENT_* are gone.
+func TestUwsgiRepeatedHeadersMerged(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "repeated_headers")
+	setVar(p, "PATH_INFO", "/env")
+	d := envOf(t, s, p, nil)
+	if d.Vars["HTTP_X_FOO"] != "a, b" || d.Vars["HTTP_COOKIE"] != "a=1; b=2" {
+		t.Errorf("X-Foo %q Cookie %q", d.Vars["HTTP_X_FOO"], d.Vars["HTTP_COOKIE"])
+	}
+	for _, k := range []string{"CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"} {
+		if _, ok := d.Vars[k]; ok {
+			t.Errorf("%s present", k)
+		}
+	}
+	for _, k := range []string{"SCRIPT_NAME", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL"} {
+		if _, ok := d.Vars[k]; !ok {
+			t.Errorf("%s missing", k)
+		}
+	}
+}
+
+// U9 U10: a chunked client body arrives de-chunked with CONTENT_LENGTH, and
+// HTTP_TRANSFER_ENCODING is dropped.
+func TestUwsgiChunkedPost(t *testing.T) {
+	s := startStack(t, 0)
+	p, body := golden(t, "post_chunked")
+	setVar(p, "PATH_INFO", "/env")
+	d := envOf(t, s, p, body)
+	if _, ok := d.Vars["HTTP_TRANSFER_ENCODING"]; ok {
+		t.Errorf("HTTP_TRANSFER_ENCODING forwarded")
+	}
+	if d.ContentLength != int64(len(body)) || d.Vars["CONTENT_LENGTH"] == "" {
+		t.Errorf("content length %d / %q, body %d", d.ContentLength, d.Vars["CONTENT_LENGTH"], len(body))
+	}
+	setVar(p, "PATH_INFO", "/echo")
+	resp, got, err := roundTrip(t, "unix", s.uwsgiSock, p, body)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
+		t.Fatalf("echo: %v %v %q", err, resp, got)
+	}
+}
+
+// U13 U14 U16: SCRIPT_NAME is stripped from PATH_INFO; UWSGI_* magic vars
+// never reach the app; UWSGI_SCHEME picks the scheme.
+func TestUwsgiScriptNameSchemeMagicVars(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_query")
+	setVar(p, "SCRIPT_NAME", "/app/")
+	setVar(p, "PATH_INFO", "/app/env")
+	setVar(p, "UWSGI_FILE", "/tmp/evil.py")
+	setVar(p, "UWSGI_SCHEME", "https")
+	setVar(p, "REQUEST_SCHEME", "")
+	d := envOf(t, s, p, nil)
+	if d.Vars["SCRIPT_NAME"] != "/app" || d.Vars["PATH_INFO"] != "/env" {
+		t.Errorf("SCRIPT_NAME %q PATH_INFO %q", d.Vars["SCRIPT_NAME"], d.Vars["PATH_INFO"])
+	}
+	for k := range d.Vars {
+		if strings.HasPrefix(k, "UWSGI_") {
+			t.Errorf("%s reached the app", k)
+		}
+	}
+	if d.Scheme != "https" {
+		t.Errorf("scheme %q", d.Scheme)
+	}
+}
+
+// U18: status line, headers, raw body, then the connection closes.
+func TestUwsgiResponseFraming(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/hello")
+	pkt, _ := uwsgi.AppendPacket(nil, p)
+	c := dialUwsgi(t, "tcp", s.uwsgiTCP)
+	defer c.Close()
+	c.Write(pkt)
+	all, err := io.ReadAll(c) // returns only when bridge closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "HTTP/1.1 200 \r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
+	if string(all) != want {
+		t.Fatalf("got %q\nwant %q", all, want)
+	}
+}
+
+// U2 U17: malformed packets get 400, unknown modifier1 gets 500, and the app
+// is not called.
+func TestUwsgiBadPackets(t *testing.T) {
+	s := startStack(t, 0)
+	c := dialUwsgi(t, "unix", s.uwsgiSock)
+	c.Write([]byte{0, 10, 0, 0, 5, 0, 'A'}) // datasize 10, entry cut short
+	c.(*net.UnixConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	c.Close()
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("malformed: %v %v", resp, err)
+	}
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/hello")
+	p.Modifier1 = 99
+	resp, _, err = roundTrip(t, "unix", s.uwsgiSock, p, nil)
+	if err != nil || resp.StatusCode != 500 {
+		t.Fatalf("modifier1 99: %v %v", resp, err)
+	}
+	p.Modifier1 = 5 // PSGI's modifier reaches the one runner
+	resp, _, err = roundTrip(t, "unix", s.uwsgiSock, p, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("modifier1 5: %v %v", resp, err)
+	}
+}
+
+// U20 G3: an abort after the head is an RST on TCP, never a clean end.
+func TestUwsgiAbortIsReset(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/error-after")
+	pkt, _ := uwsgi.AppendPacket(nil, p)
+	c := dialUwsgi(t, "tcp", s.uwsgiTCP)
+	defer c.Close()
+	c.Write(pkt)
+	_, err := io.ReadAll(c)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read ended with %v, want connection reset", err)
+	}
+}
+
+// G2 U18: an error before the head is a generic 500 from bridge.
+func TestUwsgiErrorBeforeHead(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/error-before")
+	resp, body, err := roundTrip(t, "unix", s.uwsgiSock, p, nil)
+	if err != nil || resp.StatusCode != 500 || string(body) != "Internal Server Error\n" {
+		t.Fatalf("%v %v %q", err, resp, body)
+	}
+}
