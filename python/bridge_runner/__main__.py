@@ -1,0 +1,142 @@
+"""python3 -m bridge_runner --app MODULE:CALLABLE [--threads N]
+
+Start-up order (runners/CONTRACT.md): check the cookie; move stdout out of
+the app's reach; load the app, so that a broken app makes the process exit
+with the error instead of leaving bridge a half-started plugin; listen;
+write the handshake line; serve until Shutdown or SIGTERM.
+"""
+import argparse
+import faulthandler
+import os
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+
+from . import logs
+
+COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
+
+
+class _Hurry(BaseException):
+    """A second SIGTERM/SIGINT: stop waiting for in-flight requests."""
+
+
+def _int_env(name, default):
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise SystemExit("bridge_runner: %s=%r is not a number" % (name, value)) from None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python3 -m bridge_runner",
+                                description="bridge's WSGI runner (a go-plugin gRPC plugin).")
+    p.add_argument("--app", required=True, metavar="MODULE:CALLABLE",
+                   help="the WSGI app, imported from the working directory")
+    p.add_argument("--threads", type=int, default=None,
+                   help="slots (app threads) to serve; default $BRIDGE_THREADS or 1")
+    p.add_argument("--grace", type=float, default=30.0,
+                   help="seconds in-flight requests get to finish on shutdown (default 30)")
+    p.add_argument("--validate", action="store_true",
+                   help="wrap the app in wsgiref.validate.validator (conformance tests)")
+    args = p.parse_args(argv)
+    if args.threads is None:
+        args.threads = _int_env("BRIDGE_THREADS", 1)
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.environ.get(COOKIE[0]) != COOKIE[1]:
+        logs.log("error", "bridge_runner is a bridge runner plugin and is started by bridge, "
+                 "not by hand (%s=%s is not set)" % COOKIE)
+        return 1
+    versions = os.environ.get("PLUGIN_PROTOCOL_VERSIONS", "")
+    if versions and "1" not in versions.split(","):
+        logs.log("error", "bridge asks for plugin protocol version(s) %s; this runner speaks 1"
+                 % versions)
+        return 1
+    workers = _int_env("BRIDGE_WORKERS", 1)
+
+    handshake_fd = logs.capture_stdio()
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    # `python3 -m` puts the working directory first, unless -P or
+    # PYTHONSAFEPATH took it away; `import app` depends on it.
+    cwd = os.getcwd()
+    if not sys.path or sys.path[0] != cwd:
+        sys.path.insert(0, cwd)
+
+    try:
+        from .server import Server
+    except ImportError as exc:
+        logs.log("error", "cannot import gRPC (%s): install python3-grpcio and python3-protobuf "
+                 "for %s" % (exc, sys.executable), traceback="".join(traceback.format_exception(exc)))
+        return 1
+    from .loader import LoadError, load
+    from .wsgi import Gateway
+
+    try:
+        app, spec = load(args.app)
+    except LoadError as exc:
+        logs.log("error", str(exc), app=args.app, traceback=exc.trace or None)
+        return 1
+    if args.validate:
+        from wsgiref.validate import validator
+        app = validator(app)
+
+    gateway = Gateway(app, threads=args.threads, workers=workers)
+    server = Server(gateway, spec, args.threads)
+    try:
+        path = server.listen(os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir())
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        logs.log("error", "cannot start the gRPC server: %s" % exc)
+        return 1
+
+    signals = [0]
+    stop = server.shutdown_requested
+
+    def on_signal(signum, frame):
+        signals[0] += 1
+        stop.set()
+        if signals[0] > 1:
+            raise _Hurry()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    os.write(handshake_fd, ("1|1|unix|%s|grpc\n" % path).encode())
+    os.close(handshake_fd)
+    logs.log("info", "serving %s" % spec, app=spec, threads=args.threads, socket=path,
+             worker=os.environ.get("BRIDGE_WORKER"))
+
+    try:
+        while not stop.wait(1.0):
+            pass
+        logs.log("info", "shutting down: waiting for %d in-flight request(s)" % gateway.in_flight)
+        if not gateway.drain(args.grace):
+            logs.log("warn", "%d request(s) still running after %gs: cancelling them"
+                     % (gateway.in_flight, args.grace))
+    except _Hurry:
+        logs.log("warn", "second signal: cancelling in-flight requests")
+    # A third signal does not wait for anything.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    # In-flight requests are done (or out of time): cancelling the idle
+    # streams is all that is left.
+    server.stop(None)
+    # An app thread that ignores cancellation must not keep the process.
+    t = threading.Timer(5.0, os._exit, (0,))
+    t.daemon = True
+    t.start()
+    logs.log("info", "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
