@@ -126,7 +126,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 // drain is the shutdown order: stop accepting, let requests in flight finish
 // within grace, then stop the runners.
 func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgis []*front.Uwsgi, https []*http.Server, sup *supervise.Supervisor, cancelReqs context.CancelFunc) {
-	log.Info().Dur("grace", grace).Msg("shutting down: no new connections, finishing requests in flight")
+	log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
 	deadline := time.Now().Add(grace)
 	gctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

@@ -64,7 +64,7 @@ func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.Re
 		ev = log.Warn().Err(err)
 	}
 	ev.Str("method", req.Method).Str("uri", req.URI).Int("status", status).
-		Int64("bytes", res.Bytes).Dur("duration", time.Since(start)).
+		Int64("bytes", res.Bytes).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
 		Str("worker", worker).Str("runner", h.Runner).Bool("aborted", errors.Is(err, request.ErrAbort)).
 		Msg("request")
 	return err

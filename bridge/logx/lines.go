@@ -93,7 +93,15 @@ func (l *LineLogger) emitRecord(rec map[string]any) {
 	msg, _ := rec["message"].(string)
 	delete(rec, "level")
 	delete(rec, "message")
-	delete(rec, "time") // zerolog stamps its own
+	// bridge's logger already stamps time, pid and runner; the shim's own
+	// copies would be duplicate JSON keys.
+	for _, k := range []string{"time", "ts", "pid"} {
+		delete(rec, k)
+	}
+	if r, ok := rec["runner"]; ok {
+		delete(rec, "runner")
+		rec["shim"] = r
+	}
 	if lvl >= zerolog.ErrorLevel && msg != "" {
 		l.lastErr = msg
 	}

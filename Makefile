@@ -1,0 +1,84 @@
+# bridge — see README.md. `make` alone lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO      ?= $(shell command -v go || echo /usr/local/go/bin/go)
+BIN     := $(CURDIR)/bin
+BRIDGE  := $(BIN)/bridge
+PYTHON  := /usr/bin/python3
+export PATH := $(BIN):$(dir $(GO)):$(PATH)
+
+# Debian packages bridge needs to build, test and run the demo.
+APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
+            python3-flask nginx curl ca-certificates
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+
+DEMO_HTTP  ?= 127.0.0.1:8080
+DEMO_SOCK  ?= /tmp/bridge-demo.sock
+
+.PHONY: help deps build run test test-go test-python proto proto-check lint bench clean
+
+help: ## show this help
+	@echo "bridge — application server for WSGI apps behind nginx"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install missing Debian packages (needs root or sudo)
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "deps: all Debian packages present"; fi
+
+build: ## build bin/bridge
+	$(GO) build -o $(BRIDGE) ./cmd/bridge
+
+run: deps build ## serve the demo app on http://127.0.0.1:8080 and a uwsgi socket
+	@echo
+	@echo "bridge is serving deploy/demo/app.py"
+	@echo "  HTTP:  http://$(DEMO_HTTP)/   (try: curl http://$(DEMO_HTTP)/)"
+	@echo "  uwsgi: unix:$(DEMO_SOCK)   — nginx snippet:"
+	@echo
+	@echo "    location / {"
+	@echo "        include uwsgi_params;"
+	@echo "        uwsgi_pass unix:$(DEMO_SOCK);"
+	@echo "    }"
+	@echo
+	@echo "Ctrl-C stops it (requests in flight finish first)."
+	@echo
+	$(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
+	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) --log-format console
+
+test: deps build proto-check test-go test-python ## run every test (Go, Python shim, e2e with nginx)
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-python:
+	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+
+$(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## regenerate Go and Python stubs from proto/
+	protoc -I proto --go_out=. --go_opt=module=bridge \
+	  --go-grpc_out=. --go-grpc_opt=module=bridge proto/bridge/v1/runner.proto
+	protoc -I proto/bridge/v1 --python_out=python/bridge_runner proto/bridge/v1/runner.proto
+
+proto-check: proto ## fail if the committed stubs differ from what proto/ generates
+	@git diff --exit-code -- proto python/bridge_runner/runner_pb2.py \
+	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+lint: ## gofmt, go vet, shellcheck (if installed)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	@if command -v shellcheck >/dev/null; then shellcheck .ci/run; fi
+
+bench: build ## compare bridge with uWSGI and Gunicorn behind nginx (../shared/peers)
+	bench/run-peers.sh
+
+clean: ## remove build output
+	rm -rf $(BIN)
