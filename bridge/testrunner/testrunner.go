@@ -22,11 +22,20 @@ import (
 // EnvVar makes a test binary act as the runner when set to "1".
 const EnvVar = "BRIDGE_TEST_RUNNER"
 
+// FailEnvVar makes the runner log its value as an error and exit 1 at start.
+const FailEnvVar = "BRIDGE_TEST_RUNNER_FAIL"
+
 // Main serves the runner and exits if the process was started as one; call
 // it first in TestMain.
 func Main() {
 	if os.Getenv(EnvVar) != "1" {
 		return
+	}
+	if msg := os.Getenv(FailEnvVar); msg != "" {
+		// Fail the way a shim does when the app cannot load.
+		b, _ := json.Marshal(map[string]string{"level": "error", "message": msg})
+		os.Stderr.Write(append(b, '\n'))
+		os.Exit(1)
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: runners.Handshake,

@@ -1,0 +1,119 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"bridge/bridge/request"
+)
+
+func worker(name string, threads int) *Worker {
+	return NewWorker(context.Background(), name, nil, nil, threads, zerolog.Nop())
+}
+
+func TestPoolPicksLeastLoaded(t *testing.T) {
+	p := NewPool(10, time.Second)
+	a, b := worker("a", 2), worker("b", 2)
+	p.Add(a)
+	p.Add(b)
+	ctx := context.Background()
+	s1, _ := p.Acquire(ctx)
+	s2, _ := p.Acquire(ctx)
+	if s1.Worker() == s2.Worker() {
+		t.Fatalf("two requests on %s while the other worker is idle", s1.Worker().Name)
+	}
+	p.Release(s1)
+	s3, _ := p.Acquire(ctx)
+	if s3.Worker() != s1.Worker() {
+		t.Fatalf("got %s, want the idle %s", s3.Worker().Name, s1.Worker().Name)
+	}
+}
+
+func TestPoolQueueFIFOAndHandoff(t *testing.T) {
+	p := NewPool(10, 5*time.Second)
+	p.Add(worker("a", 1))
+	ctx := context.Background()
+	held, _ := p.Acquire(ctx)
+	got := make(chan int, 2)
+	for i := 1; i <= 2; i++ {
+		go func() {
+			s, err := p.Acquire(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got <- i
+			time.Sleep(20 * time.Millisecond)
+			p.Release(s)
+		}()
+		time.Sleep(30 * time.Millisecond) // queue them in order
+	}
+	p.Release(held)
+	if a, b := <-got, <-got; a != 1 || b != 2 {
+		t.Fatalf("served %d then %d, want 1 then 2", a, b)
+	}
+}
+
+func TestPoolQueueFullAndTimeout(t *testing.T) {
+	p := NewPool(1, 50*time.Millisecond)
+	p.Add(worker("a", 1))
+	ctx := context.Background()
+	if _, err := p.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := p.Acquire(ctx); errc <- err }()
+	time.Sleep(10 * time.Millisecond)
+	// The queue holds one waiter: a second one is refused at once.
+	if _, err := p.Acquire(ctx); request.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("full queue: %v", err)
+	}
+	if err := <-errc; request.StatusOf(err) != http.StatusServiceUnavailable || !errors.Is(err, ErrNoWorkers) {
+		t.Fatalf("queue timeout: %v", err)
+	}
+}
+
+func TestPoolRemovedWorkerGetsNoRequests(t *testing.T) {
+	p := NewPool(10, 30*time.Millisecond)
+	a := worker("a", 1)
+	p.Add(a)
+	s, _ := p.Acquire(context.Background())
+	p.Remove(a)
+	p.Release(s)
+	if p.Ready() {
+		t.Fatal("pool ready with no worker")
+	}
+	if _, err := p.Acquire(context.Background()); err == nil {
+		t.Fatal("acquired a slot of a removed worker")
+	}
+	// A worker added later serves the waiting queue.
+	b := worker("b", 1)
+	done := make(chan *Slot)
+	p2 := NewPool(10, time.Second)
+	go func() { s, _ := p2.Acquire(context.Background()); done <- s }()
+	time.Sleep(10 * time.Millisecond)
+	p2.Add(b)
+	if s := <-done; s == nil || s.Worker() != b {
+		t.Fatal("waiter not served by the new worker")
+	}
+}
+
+func TestPoolCancelledWaiter(t *testing.T) {
+	p := NewPool(10, time.Second)
+	p.Add(worker("a", 1))
+	held, _ := p.Acquire(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+	p.Release(held)
+	if s, err := p.Acquire(context.Background()); err != nil || s == nil {
+		t.Fatalf("slot lost after a waiter gave up: %v", err)
+	}
+}
