@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"bridge/bridge/testrunner"
+)
+
+func TestMain(m *testing.M) {
+	testrunner.Main()
+	os.Exit(m.Run())
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Drain (DESIGN "Supervision"): after the shutdown signal, new connections
+// are refused, requests in flight finish with 200, and serve returns nil.
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	t.Setenv(testrunner.EnvVar, "1") // inherited by the runner processes
+	addr := freeAddr(t)
+	ctx, signal := context.WithCancel(context.Background())
+	logs := &lockedBuf{}
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"serve", "--runner", "exec:" + os.Args[0], "--http", addr,
+			"--workers", "1", "--threads", "4", "--grace", "10s"}, io.Discard, logs)
+	}()
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/hello")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge did not come up: %v\n%s", err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	const inflight = 4
+	results := make(chan string, inflight)
+	for range inflight {
+		go func() {
+			resp, err := client.Get("http://" + addr + "/sleep?ms=800")
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- resp.Status + " " + string(b)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // all four are running in the app
+	start := time.Now()
+	signal()
+	for range inflight {
+		if r := <-results; r != "200 OK slept" {
+			t.Errorf("in-flight request: %s", r)
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after the drain")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("drain took %v", d)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("listener still accepting after shutdown")
+	}
+	if !strings.Contains(logs.String(), "bridge stopped") {
+		t.Errorf("no 'bridge stopped' log line")
+	}
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"serve", "--runner", "python:app:application"}, "no listener", 2},
+		{[]string{"serve", "--http", "127.0.0.1:0"}, "--runner is required", 2},
+		{[]string{"serve", "--runner", "ruby-ish", "--http", "127.0.0.1:0"}, "want LANGUAGE:TARGET", 2},
+		{[]string{"serve", "--runner", "python:app", "--http", "127.0.0.1:0", "--workers", "0"}, "--workers 0", 2},
+		{[]string{"serve", "--runner", "python:app", "--http", "nonsense"}, "want host:port or unix:/path", 1},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`, 2},
+	} {
+		err := Run(context.Background(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || ExitCode(err) != tc.code {
+			t.Errorf("%v: got %v (exit %d), want %q (exit %d)", tc.args, err, ExitCode(err), tc.want, tc.code)
+		}
+	}
+}
+
+func TestServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Run(context.Background(), []string{"serve", "--runner", "exec:" + os.Args[0], "--http", ln.Addr().String()}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("got %v", err)
+	}
+}
