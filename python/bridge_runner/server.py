@@ -75,7 +75,10 @@ class Server:
         return self._describe
 
     def _shutdown_rpc(self, request, context):
-        self.shutdown_requested.set()
+        # Stopping the server cancels every call, this one too: start the
+        # shutdown only once its reply has gone out.
+        if not context.add_callback(self.shutdown_requested.set):
+            self.shutdown_requested.set()
         return b""
 
     def _slot_rpc(self, request_iterator, context):

@@ -1,0 +1,74 @@
+"""The app the process tests run in a real shim (python/tests/test_process.py)."""
+import sys
+import threading
+import time
+
+# G7: an app that prints at import time must not break the handshake.
+print("HTTP/1.1 200 OK\r\n\r\n", flush=True)
+
+_lock = threading.Lock()
+CLOSES = {}
+
+
+class Endless:
+    """An endless body that counts its close() calls by key (G4)."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __iter__(self):
+        while True:
+            yield b"tick\n"
+            time.sleep(0.05)
+
+    def close(self):
+        with _lock:
+            CLOSES[self.key] = CLOSES.get(self.key, 0) + 1
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = environ.get("QUERY_STRING", "")
+    text = [("Content-Type", "text/plain")]
+    if path == "/hello":
+        start_response("200 OK", text)
+        return [b"Hello, World!"]
+    if path == "/echo":
+        inp = environ["wsgi.input"]
+        start_response("200 OK", text)
+        return iter(lambda: inp.read(4), b"")
+    if path == "/boom":
+        raise ValueError("boom: secret detail")
+    if path == "/endless":
+        start_response("200 OK", text)
+        return Endless(qs)
+    if path == "/closes":
+        start_response("200 OK", text)
+        with _lock:
+            return [str(CLOSES.get(qs, 0)).encode()]
+    if path == "/print":
+        print("HTTP/1.1 200 OK\r\n\r\nnot a response")
+        sys.stderr.write("a line on stderr\n")
+        environ["wsgi.errors"].write("a line on wsgi.errors\n")
+        start_response("200 OK", text)
+        return [b"printed"]
+    if path == "/slow":
+        time.sleep(float(qs or 1))
+        start_response("200 OK", text)
+        return [b"slow done"]
+    if path == "/write":
+        write = start_response("200 OK", text)
+        write(b"first ")
+        time.sleep(float(qs or 1))
+        return [b"second"]
+    if path == "/stream":
+        start_response("200 OK", text)
+        return _stream(float(qs or 1))
+    start_response("404 Not Found", text)
+    return [b"not found"]
+
+
+def _stream(pause):
+    yield b"a"
+    time.sleep(pause)
+    yield b"b"

@@ -1,0 +1,305 @@
+"""The real shim process: handshake, gRPC services, Slot streams, shutdown,
+start-up failures (CONTRACT.md; W23, W24, G4, G7, G24, G25).
+
+Every wait is bounded; every process started here is killed by its own pid.
+"""
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from bridge_runner.runner_pb2 import (DescribeRequest, DescribeResponse, RequestFrame,
+                                      ResponseFrame)
+from helpers import body, end, head
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.dirname(HERE)
+APPS = os.path.join(HERE, "apps")
+WAIT = 10  # seconds: the upper bound of every wait in this file
+
+
+class Shim:
+    """One shim process, its stderr log lines and a gRPC channel to it."""
+
+    def __init__(self, tmp_path, app="fixture_app:application", cwd=APPS, env=None, args=()):
+        sock_dir = tmp_path / "sock"
+        sock_dir.mkdir(exist_ok=True)
+        full_env = dict(os.environ)
+        full_env.update(BRIDGE_PLUGIN="runner-v1", PLUGIN_PROTOCOL_VERSIONS="1",
+                        PLUGIN_UNIX_SOCKET_DIR=str(sock_dir), PYTHONPATH=PYTHON_DIR,
+                        BRIDGE_WORKER="0")
+        full_env.pop("BRIDGE_THREADS", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge_runner", "--app", app, *args],
+            cwd=str(cwd), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        self.channel = None
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def records(self):
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"message": line, "raw": True})
+        return out
+
+    def handshake(self):
+        r, _, _ = select.select([self.proc.stdout], [], [], WAIT)
+        assert r, "no handshake within %ds; stderr: %s" % (WAIT, self.lines)
+        line = self.proc.stdout.readline().decode()
+        assert line.endswith("\n")
+        parts = line.rstrip("\n").split("|")
+        assert parts[0] == "1" and parts[1] == "1" and parts[2] == "unix" and parts[4] == "grpc", line
+        self.path = parts[3]
+        self.channel = grpc.insecure_channel("unix:" + self.path)
+        grpc.channel_ready_future(self.channel).result(timeout=WAIT)
+        return parts
+
+    def describe(self):
+        call = self.channel.unary_unary("/bridge.v1.Runner/Describe",
+                                        request_serializer=DescribeRequest.SerializeToString,
+                                        response_deserializer=DescribeResponse.FromString)
+        return call(DescribeRequest(), timeout=WAIT)
+
+    def slot(self):
+        return Slot(self.channel)
+
+    def wait(self, timeout=WAIT):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.channel is not None:
+            self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+class Slot:
+    """A Slot stream driven by hand: send() frames, recv() frames."""
+
+    def __init__(self, channel):
+        self.q = queue.Queue()
+        call = channel.stream_stream("/bridge.v1.Runner/Slot",
+                                     request_serializer=RequestFrame.SerializeToString,
+                                     response_deserializer=ResponseFrame.FromString)
+        self.call = call(iter(self.q.get, None), timeout=30)
+
+    def send(self, *frames):
+        for f in frames:
+            self.q.put(f)
+
+    def recv(self):
+        return next(self.call)
+
+    def response(self):
+        frames = [self.recv()]
+        while not frames[-1].end:
+            frames.append(self.recv())
+        return frames
+
+    def get(self, path, rid="r", query=""):
+        self.send(head(path=path, rid=rid, extra=[("QUERY_STRING", query)]))
+        frames = self.response()
+        return b"".join(f.body for f in frames), frames
+
+    def close(self):
+        self.q.put(None)
+
+
+@pytest.fixture
+def shim(tmp_path):
+    started = []
+
+    def start(**kw):
+        s = Shim(tmp_path, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def test_handshake_describe_and_services(shim):
+    """CONTRACT start-up and services: the handshake line is the first and
+    only thing on stdout although the app printed at import (G7)."""
+    s = shim(args=("--threads", "3"))
+    s.handshake()
+    d = s.describe()
+    assert (d.language, d.interface, d.app, d.threads, d.pid) == (
+        "python", "wsgi/1.0", "fixture_app:application", 3, s.proc.pid)
+    assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
+    assert d.server == "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__
+    health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
+    assert health(b"\x0a\x06plugin", timeout=WAIT) == b"\x08\x01"
+    stdio = s.channel.unary_stream("/plugin.GRPCStdio/StreamStdio")
+    assert list(stdio(b"", timeout=WAIT)) == []
+    shutdown = s.channel.unary_unary("/plugin.GRPCController/Shutdown")
+    assert shutdown(b"", timeout=WAIT) == b""
+    assert s.wait() == 0
+    assert s.proc.stdout.read() == b""
+    recs = s.records()
+    assert any(r.get("stream") == "stdout" and r["message"] == "HTTP/1.1 200 OK" for r in recs)
+    assert all(not r.get("raw") for r in recs), recs
+
+
+def test_requests_on_one_slot(shim):
+    """CONTRACT Slots: requests one after another on one stream; hello world
+    is one frame each way; a streamed POST; an app error is a frame and the
+    slot goes on; prints stay off stdout (G7, G8)."""
+    s = shim()
+    s.handshake()
+    slot = s.slot()
+    text, frames = slot.get("/hello", rid="one")
+    assert text == b"Hello, World!" and len(frames) == 1
+    assert frames[0].head.status == 200 and frames[0].end
+    text, frames = slot.get("/hello", rid="two")
+    assert text == b"Hello, World!" and len(frames) == 1
+
+    # A POST whose body arrives in frames while the response streams back.
+    slot.send(head("POST", path="/echo", body=b"abcdef", end=False, length=-1, rid="post"))
+    first = slot.recv()
+    assert first.head.status == 200 and first.body == b"abcd"
+    slot.send(body(b"ghij"))
+    assert slot.recv().body == b"efgh"
+    slot.send(body(b"k"), end())
+    rest = slot.response()
+    assert b"".join(f.body for f in rest) == b"ijk" and rest[-1].end and not rest[-1].abort
+
+    slot.send(head(path="/boom", rid="boom"))
+    err = slot.response()
+    assert len(err) == 1 and not err[0].HasField("head") and err[0].end
+    assert err[0].error.kind == "app" and "secret detail" in err[0].error.message
+    assert "ValueError" in err[0].error.traceback
+
+    text, _ = slot.get("/print", rid="printer")
+    assert text == b"printed"
+    text, _ = slot.get("/hello", rid="after")
+    assert text == b"Hello, World!"
+    slot.close()
+
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 0
+    assert s.proc.stdout.read() == b""  # nothing after the handshake line
+    recs = [r for r in s.records() if r.get("request_id") == "printer"]
+    streams = sorted((r["stream"], r["message"]) for r in recs if "stream" in r)
+    assert streams == [("errors", "a line on wsgi.errors"), ("stderr", "a line on stderr"),
+                       ("stdout", "HTTP/1.1 200 OK"), ("stdout", "not a response")]
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_cancel_closes_the_body_once(shim, threads):
+    """G4: the client reads a chunk of an endless body and goes away (stream
+    cancel); close() runs once, within 1 s, and a new slot works (with one
+    thread, the new slot waits until the cancelled request is closed)."""
+    s = shim(env={"BRIDGE_THREADS": threads})
+    s.handshake()
+    a = s.slot()
+    a.send(head(path="/endless", extra=[("QUERY_STRING", "k1")], rid="endless"))
+    assert a.recv().body == b"tick\n"
+    assert a.recv().body == b"tick\n"
+    a.call.cancel()
+    b = s.slot()
+    deadline = time.monotonic() + 1.0
+    while True:
+        text, _ = b.get("/closes", rid="poll", query="k1")
+        if text != b"0" or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert text == b"1"
+    time.sleep(0.2)
+    assert b.get("/closes", rid="poll", query="k1")[0] == b"1"
+    b.close()
+    assert any(r["message"] == "request cancelled" and r.get("request_id") == "endless"
+               for r in s.records())
+
+
+def test_streaming_is_not_buffered(shim):
+    """W23/W24: a chunk (or write()) reaches the client while the app is still
+    busy producing the rest."""
+    s = shim()
+    s.handshake()
+    slot = s.slot()
+    for path, first, second in (("/stream", b"a", b"b"), ("/write", b"first ", b"second")):
+        t0 = time.monotonic()
+        slot.send(head(path=path, extra=[("QUERY_STRING", "1.5")]))
+        f = slot.recv()
+        t1 = time.monotonic()
+        assert f.body == first and t1 - t0 < 1.0, (path, t1 - t0)
+        rest = slot.response()
+        assert b"".join(x.body for x in rest) == second
+    slot.close()
+
+
+def test_sigterm_lets_in_flight_requests_finish(shim):
+    """G25: SIGTERM: the request in flight completes, then the process exits 0."""
+    s = shim()
+    s.handshake()
+    slot = s.slot()
+    slot.send(head(path="/slow", extra=[("QUERY_STRING", "0.5")]))
+    time.sleep(0.1)
+    s.proc.send_signal(signal.SIGTERM)
+    frames = slot.response()
+    assert b"".join(f.body for f in frames) == b"slow done" and not frames[-1].abort
+    assert s.wait() == 0
+
+
+BROKEN = {
+    "missing_module": ("nosuchmodule:application", None,
+                       "cannot import module 'nosuchmodule': ModuleNotFoundError"),
+    "syntax_error": ("broken:application", "def application(:\n",
+                     "cannot import module 'broken': SyntaxError"),
+    "raises": ("broken:application", "raise RuntimeError('no database')\n",
+               "cannot import module 'broken': RuntimeError: no database"),
+    "missing_attribute": ("broken:foo", "def application(e, s): pass\n",
+                          "module 'broken' has no attribute 'foo'"),
+    "not_callable": ("broken:application", "application = 42\n",
+                     "broken:application is not callable (it is a int)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_G24_app_that_does_not_load_exits_1_before_the_handshake(shim, tmp_path, case):
+    """G24: a load failure is one error log line (with the traceback when there
+    is one) and exit code 1, with nothing on stdout."""
+    spec, source, message = BROKEN[case]
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    if source is not None:
+        (appdir / "broken.py").write_text(source)
+    s = shim(app=spec, cwd=appdir)
+    assert s.wait() == 1
+    assert s.proc.stdout.read() == b""
+    s._reader.join(WAIT)
+    errors = [r for r in s.records() if r.get("level") == "error"]
+    assert len(errors) == 1 and errors[0]["message"].startswith(message), errors
+    if case in ("missing_module", "syntax_error", "raises"):
+        assert "Traceback" in errors[0]["traceback"]
+
+
+def test_refuses_to_start_without_the_cookie(shim):
+    s = shim(env={"BRIDGE_PLUGIN": ""})
+    assert s.wait() == 1
+    assert s.proc.stdout.read() == b""
+    s._reader.join(WAIT)
+    assert any("BRIDGE_PLUGIN=runner-v1" in r["message"] for r in s.records())
