@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"bridge/bridge/request"
 	bridgev1 "bridge/proto/bridge/v1"
 )
@@ -33,7 +35,7 @@ type HTTP struct {
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, err := f.canonical(r)
 	if err == nil {
-		err = f.H.Serve(r.Context(), req, &httpWriter{w: w})
+		err = f.H.Serve(r.Context(), req, &httpWriter{w: w, log: f.H.Log.With().Str("req_id", req.ID).Logger()})
 	}
 	if req != nil && req.Body != nil {
 		if c, ok := req.Body.(io.Closer); ok && req.Body != r.Body {
@@ -235,11 +237,15 @@ func spool(body io.Reader, max int64) (*spooled, error) {
 
 // httpWriter adapts http.ResponseWriter to request.ResponseWriter.
 type httpWriter struct {
-	w http.ResponseWriter
+	w   http.ResponseWriter
+	log zerolog.Logger
 }
 
 func (hw *httpWriter) WriteHead(status int, _ string, headers []*bridgev1.Header) error {
 	h := hw.w.Header()
+	headers = endToEnd(headers, func(name []byte) {
+		hw.log.Warn().Bytes("header", name).Msg("dropped hop-by-hop response header from the app")
+	})
 	for _, kv := range headers {
 		// Assign to the map directly: Add would canonicalize the name; the
 		// app's spelling is kept as given.

@@ -212,3 +212,25 @@ func TestUwsgiErrorBeforeHead(t *testing.T) {
 		t.Fatalf("%v %v %q", err, resp, body)
 	}
 }
+
+// G12 H13: hop-by-hop headers from a runner never reach the wire.
+func TestHopByHopHeadersDropped(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/hop")
+	pkt, _ := uwsgi.AppendPacket(nil, p)
+	c := dialUwsgi(t, "unix", s.uwsgiSock)
+	defer c.Close()
+	c.Write(pkt)
+	all, _ := io.ReadAll(c)
+	if want := "HTTP/1.1 200 \r\nX-Ok: 1\r\nContent-Length: 2\r\n\r\nok"; string(all) != want {
+		t.Errorf("uwsgi: got %q, want %q", all, want)
+	}
+	resp, body := get(t, s.httpURL+"/hop")
+	if resp.Header.Get("X-Ok") != "1" || resp.Header.Get("Connection") != "" || len(resp.TransferEncoding) != 0 || body != "ok" {
+		t.Errorf("http: headers %v TE %v body %q", resp.Header, resp.TransferEncoding, body)
+	}
+	if !strings.Contains(s.logs.String(), "dropped hop-by-hop") {
+		t.Errorf("no warning logged")
+	}
+}

@@ -139,6 +139,7 @@ func head(status uint32, kv ...string) *bridgev1.ResponseHead {
 //	/sleep?ms=M     answers after M ms
 //	/error-before   app error before the head (→ 500)
 //	/error-after    one chunk, then an app error (→ abort)
+//	/hop            a response with hop-by-hop headers (fronts drop them)
 //	/crash          the runner process exits mid-request (→ 502)
 func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) error {
 	v := vars(h)
@@ -205,6 +206,8 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 			return err
 		}
 		return st.Send(&bridgev1.ResponseFrame{Error: &bridgev1.Error{Kind: "app", Message: "late boom"}, End: true, Abort: true})
+	case "/hop":
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Connection", "close", "X-Ok", "1", "Transfer-Encoding", "chunked", "Content-Length", "2"), Body: []byte("ok"), End: true})
 	case "/crash":
 		os.Exit(3)
 	}

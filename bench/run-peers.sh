@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs bridge and its peers (uWSGI, Gunicorn, …) behind the same nginx in one
+# run, using the shared peers harness (../shared/peers, see its README), so
+# the numbers are ratios from one machine state. Results go to
+# bench/results/<timestamp>/ (not committed); copy the table you quote into
+# bench/RESULTS.md.
+#
+#   bench/run-peers.sh                                   # python: uWSGI p2, Gunicorn sync w2, bridge w2
+#   ONLY='uwsgi-py p2' WORKLOADS=hello,big bench/run-peers.sh
+#   PASSES=2 DURATION=10 bench/run-peers.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers=${PEERS_DIR:-$root/../shared/peers}
+bridge=$root/bin/bridge
+[ -x "$bridge" ] || { echo "build first: make build" >&2; exit 1; }
+[ -x "$peers/run.sh" ] || { echo "peers harness not found at $peers (set PEERS_DIR)" >&2; exit 1; }
+
+only=${ONLY:-'uwsgi-py p2$|gunicorn sync w2'}
+workloads=${WORKLOADS:-hello,hello_c1,big,echo}
+out=$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+
+"$peers/run.sh" --only "$only|bridge" --workloads "$workloads" \
+  --passes "${PASSES:-1}" --duration "${DURATION:-10}" --out "$out" \
+  --add "nginx>bridge-py w2|nginx|uwsgi|python|all|$bridge serve --runner python:{module}:application --chdir {appdir} --uwsgi unix:{sock} --workers 2 --log-level warn" \
+  | tee "$out/table.txt"
+echo "results: $out"
