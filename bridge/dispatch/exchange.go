@@ -28,6 +28,10 @@ const maxChunk = 256 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxChunk); return &b }}
 
+// ErrNotDelivered marks a failure that happened before the runner could see
+// the request: it is safe to try another slot.
+var ErrNotDelivered = errors.New("request not delivered")
+
 // ErrClientGone means writing to the client failed; the app was cancelled.
 var ErrClientGone = errors.New("client went away")
 
@@ -38,7 +42,8 @@ var ErrClientGone = errors.New("client went away")
 func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.ResponseWriter, log zerolog.Logger) (Result, error) {
 	var res Result
 	if err := s.open(); err != nil {
-		return res, request.Errorf(http.StatusBadGateway, "runner unavailable", err)
+		s.worker.broken()
+		return res, request.Errorf(http.StatusBadGateway, "runner unavailable", fmt.Errorf("%w: %w", ErrNotDelivered, err))
 	}
 	stream, cancel := s.stream, s.cancel
 	// Client gone or deadline passed: cancel the stream; the runner closes
@@ -47,6 +52,9 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 	clean, err := s.exchange(stream, req, rw, &res, log)
 	if !stop() || !clean {
 		s.reset()
+		if ctx.Err() == nil && request.StatusOf(err) == http.StatusBadGateway {
+			s.worker.broken() // the runner may be gone: have it checked now
+		}
 	}
 	if err != nil && ctx.Err() != nil {
 		switch {
@@ -75,7 +83,9 @@ func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request,
 		End:  req.Body == nil,
 	}
 	if err := stream.Send(first); err != nil {
-		return false, s.unavailable(stream, err)
+		// The stream was already dead (its runner exited): the app never
+		// saw this request, so it may go to another worker.
+		return false, s.unavailable(stream, fmt.Errorf("%w: %w", ErrNotDelivered, err))
 	}
 	var snd *sender
 	if req.Body != nil {
@@ -143,7 +153,7 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 }
 
 func (s *Slot) unavailable(stream bridgev1.Runner_SlotClient, err error) error {
-	if errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) && !errors.Is(err, ErrNotDelivered) {
 		// Send reports EOF when the stream broke; Recv has the real cause.
 		if _, rerr := stream.Recv(); rerr != nil {
 			err = rerr

@@ -23,6 +23,11 @@ type Worker struct {
 	ctx   context.Context // cancelled when the worker is torn down
 	slots []*Slot
 
+	// OnBroken, if set, is called (without blocking) when a slot's stream
+	// breaks for a reason other than its request's cancellation: the
+	// supervisor then checks the process at once instead of at its next tick.
+	OnBroken func()
+
 	// Guarded by the pool's mutex.
 	free    []*Slot
 	busy    int
@@ -74,4 +79,10 @@ func (s *Slot) reset() {
 		s.cancel()
 	}
 	s.stream, s.cancel = nil, nil
+}
+
+func (w *Worker) broken() {
+	if w.OnBroken != nil {
+		w.OnBroken()
+	}
 }

@@ -22,6 +22,9 @@ type Handler struct {
 	MaxBody int64         // request body limit in bytes (G6)
 }
 
+// maxAttempts bounds how often a request that no runner saw is re-dispatched.
+const maxAttempts = 3
+
 // Serve runs req. The returned error is nil, request.ErrAbort,
 // dispatch.ErrClientGone, or a *request.Error whose status the front must
 // answer with (nothing has been written then).
@@ -36,11 +39,19 @@ func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.Re
 	var res dispatch.Result
 	worker := ""
 	slot, err := h.Pool.Acquire(ctx)
-	if err == nil {
+	// A request that never reached a runner (its worker had just died) is
+	// tried on other slots; anything the app may have seen is not retried.
+	for attempt := 0; err == nil; attempt++ {
 		worker = slot.Worker().Name
 		res, err = slot.Exchange(ctx, req, rw, log)
 		h.Pool.Release(slot)
-	} else if ctx.Err() != nil && !errors.Is(err, dispatch.ErrNoWorkers) {
+		if !errors.Is(err, dispatch.ErrNotDelivered) || attempt == maxAttempts-1 {
+			break
+		}
+		log.Warn().Err(err).Str("worker", worker).Msg("runner unavailable; retrying on another slot")
+		slot, err = h.Pool.Acquire(ctx)
+	}
+	if err != nil && slot == nil && ctx.Err() != nil && !errors.Is(err, dispatch.ErrNoWorkers) {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = request.Errorf(http.StatusGatewayTimeout, "timed out waiting for a worker", err)
 		} else {

@@ -28,6 +28,7 @@ type stack struct {
 	uwsgiTCP  string
 	uwsgiSock string
 	logs      *syncBuffer
+	sup       *supervise.Supervisor
 }
 
 func startStack(t *testing.T, timeout time.Duration) *stack {
@@ -73,7 +74,7 @@ func startStack(t *testing.T, timeout time.Duration) *stack {
 			t.Logf("bridge log:\n%s", logs.String())
 		}
 	})
-	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs}
+	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs, sup: sup}
 }
 
 var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}

@@ -32,6 +32,7 @@ type Command struct {
 // process is one started runner.
 type process struct {
 	client  *plugin.Client
+	conn    plugin.ClientProtocol
 	rpc     bridgev1.RunnerClient
 	info    *bridgev1.DescribeResponse
 	sockDir string
@@ -83,6 +84,7 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, worker
 	if err != nil {
 		return fail(startError(err, client, stderr))
 	}
+	p.conn = conn
 	raw, err := conn.Dispense(runners.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("dispense runner: %w", err))
@@ -142,4 +144,21 @@ func (p *process) kill() {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	os.RemoveAll(p.sockDir)
+}
+
+// dead reports whether the runner is gone: exited, or no longer answering
+// its health check on a connection that has failed. A runner that is only
+// busy answers (health is served outside the app's slots).
+func (p *process) dead() bool {
+	if p.client.Exited() {
+		return true
+	}
+	res := make(chan error, 1)
+	go func() { res <- p.conn.Ping() }()
+	select {
+	case err := <-res:
+		return err != nil
+	case <-time.After(2 * time.Second):
+		return false
+	}
 }

@@ -37,6 +37,7 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	running map[int]*slotWorker
+	pokes   []chan struct{} // per worker index: "check it now"
 }
 
 type slotWorker struct {
@@ -47,7 +48,11 @@ type slotWorker struct {
 // New makes a supervisor that feeds pool.
 func New(cfg Config, pool *dispatch.Pool) *Supervisor {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Supervisor{cfg: cfg, pool: pool, ctx: ctx, cancel: cancel, running: map[int]*slotWorker{}, stopWatch: make(chan struct{})}
+	pokes := make([]chan struct{}, cfg.Workers)
+	for i := range pokes {
+		pokes[i] = make(chan struct{}, 1)
+	}
+	return &Supervisor{pokes: pokes, cfg: cfg, pool: pool, ctx: ctx, cancel: cancel, running: map[int]*slotWorker{}, stopWatch: make(chan struct{})}
 }
 
 // Start launches every worker and returns once all answer Describe. If any
@@ -96,6 +101,12 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
 	}
 	log = log.With().Int("pid", p.pid()).Logger()
 	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, log)
+	w.OnBroken = func() {
+		select {
+		case s.pokes[i] <- struct{}{}:
+		default:
+		}
+	}
 	s.mu.Lock()
 	s.running[i] = &slotWorker{proc: p, w: w}
 	s.mu.Unlock()
@@ -113,15 +124,18 @@ func (s *Supervisor) watch(i int) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		poked := false
 		select {
 		case <-s.stopWatch:
 			return
 		case <-tick.C:
+		case <-s.pokes[i]:
+			poked = true
 		}
 		s.mu.Lock()
 		cur := s.running[i]
 		s.mu.Unlock()
-		if cur != nil && !cur.proc.client.Exited() {
+		if cur != nil && !cur.proc.client.Exited() && !(poked && cur.proc.dead()) {
 			continue
 		}
 		if cur != nil {
