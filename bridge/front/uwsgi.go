@@ -85,14 +85,22 @@ func (u *Uwsgi) Wait(ctx context.Context) {
 	}
 }
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+// Per-connection buffers are pooled: one request per connection would
+// otherwise allocate them for every request.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
 
 func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(defaultReadTimeout))
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(c)
-	defer readerPool.Put(br)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
 
 	pkt, err := uwsgi.ReadPacket(br)
 	if err != nil {
@@ -127,7 +135,13 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 	} else {
 		req.Body = &eofHook{r: req.Body, fn: func() { watchDisconnect(c, cancel) }}
 	}
-	w := &uwsgiWriter{c: c, bw: bufio.NewWriterSize(c, 16<<10), h: u.H}
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() {
+		bw.Reset(nil)
+		writerPool.Put(bw)
+	}()
+	w := &uwsgiWriter{c: c, bw: bw, h: u.H}
 	err = u.H.Serve(ctx, req, w)
 	var re *request.Error
 	switch {
