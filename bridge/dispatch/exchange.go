@@ -57,13 +57,14 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 		}
 	}
 	if err != nil && ctx.Err() != nil {
+		deadline := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		switch {
+		case !deadline:
+			err = ErrClientGone // not an app or bridge failure (G4)
 		case res.HeadSent:
 			err = request.ErrAbort
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			err = request.Errorf(http.StatusGatewayTimeout, "request timeout", ctx.Err())
 		default:
-			err = ErrClientGone
+			err = request.Errorf(http.StatusGatewayTimeout, "request timeout", ctx.Err())
 		}
 	}
 	return res, err

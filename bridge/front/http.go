@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"bridge/bridge/dispatch"
 	"bridge/bridge/request"
 	bridgev1 "bridge/proto/bridge/v1"
 )
@@ -44,7 +45,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, request.ErrAbort):
+	case errors.Is(err, request.ErrAbort), errors.Is(err, dispatch.ErrClientGone):
 		// Head sent, body incomplete: cut the connection so the client
 		// cannot mistake this for a complete response (G3).
 		panic(http.ErrAbortHandler)

@@ -141,7 +141,7 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 		bw.Reset(nil)
 		writerPool.Put(bw)
 	}()
-	w := &uwsgiWriter{c: c, bw: bw, h: u.H}
+	w := &uwsgiWriter{c: c, bw: bw, h: u.H, head: req.Method == "HEAD"}
 	err = u.H.Serve(ctx, req, w)
 	var re *request.Error
 	switch {
@@ -231,6 +231,7 @@ type uwsgiWriter struct {
 	bw       *bufio.Writer
 	h        *Handler
 	headSent bool
+	head     bool // HEAD request: nginx reads to close, so no body at all (U23)
 	scratch  []uwsgi.Header
 }
 
@@ -255,6 +256,9 @@ func (w *uwsgiWriter) WriteHead(status int, reason string, headers []*bridgev1.H
 }
 
 func (w *uwsgiWriter) Write(p []byte) error {
+	if w.head {
+		return nil
+	}
 	if _, err := w.bw.Write(p); err != nil {
 		return err
 	}
@@ -262,6 +266,9 @@ func (w *uwsgiWriter) Write(p []byte) error {
 }
 
 func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
+	if w.head {
+		return nil
+	}
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
