@@ -43,6 +43,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return usageError("no command given")
 	}
+	if path := os.Getenv("BRIDGE_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"bridge/bridge/logx"
 	bridgev1 "bridge/proto/bridge/v1"
@@ -74,6 +75,14 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, worker
 		// stderr ourselves through Stderr.
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 		Stderr: stderr,
+		// Fixed flow-control windows turn off gRPC's BDP estimator, whose
+		// pings cost a write and a read per response on a local socket,
+		// and are large enough that a 1 MiB body chunk never waits for a
+		// window update.
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithInitialWindowSize(4 << 20),
+			grpc.WithInitialConnWindowSize(16 << 20),
+		},
 	})
 	p := &process{client: client, sockDir: sockDir, stderr: stderr}
 	fail := func(err error) (*process, error) {
