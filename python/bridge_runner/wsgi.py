@@ -261,7 +261,7 @@ class Request:
         code, reason = check_status(status)
         pairs, length = check_headers(headers)
         self.code, self.reason, self.headers, self.length = code, reason, pairs, length
-        self.no_body = code in _NO_BODY_STATUS
+        self.no_body = self.is_head or code in _NO_BODY_STATUS
         self.left = length
         return self.write
 
