@@ -23,6 +23,8 @@ class Body:
                 raise RuntimeError("fail at %d" % i)
             if not self.endless and i >= len(self.chunks):
                 return
+            if i >= 10000:  # "endless", but a broken shim must fail, not hang
+                raise AssertionError("the shim kept iterating")
             self.asked += 1
             yield self.chunks[i % len(self.chunks)]
             i += 1

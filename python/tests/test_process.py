@@ -194,6 +194,8 @@ def test_requests_on_one_slot(shim):
 
     text, _ = slot.get("/print", rid="printer")
     assert text == b"printed"
+    text, _ = slot.get("/rawprint", rid="raw")
+    assert text == b"raw"
     text, _ = slot.get("/hello", rid="after")
     assert text == b"Hello, World!"
     slot.close()
@@ -201,6 +203,8 @@ def test_requests_on_one_slot(shim):
     s.proc.send_signal(signal.SIGTERM)
     assert s.wait() == 0
     assert s.proc.stdout.read() == b""  # nothing after the handshake line
+    raw = [r["message"] for r in s.records() if r.get("raw")]
+    assert raw == ["raw write on fd 1", "child process output"]
     recs = [r for r in s.records() if r.get("request_id") == "printer"]
     streams = sorted((r["stream"], r["message"]) for r in recs if "stream" in r)
     assert streams == [("errors", "a line on wsgi.errors"), ("stderr", "a line on stderr"),

@@ -206,6 +206,37 @@ def test_W20_no_reference_to_exc_info_is_kept():
     assert ref[0]() is None
 
 
+def test_W20_reraise_leaves_no_reference_cycle():
+    """W20: re-raising exc_info after the head does not tie the exception to
+    the start_response frame (exception → traceback → frame → exc_info)."""
+    import gc
+
+    class Marker(Exception):
+        pass
+
+    ref = []
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [])
+        write(b"x")
+        try:
+            raise Marker()
+        except Marker:
+            try:
+                start_response("500 Oops", [], sys.exc_info())
+            except Marker as exc:
+                ref.append(weakref.ref(exc))
+        return [b"y"]
+
+    gc.disable()
+    try:
+        r = one(app, head())
+        assert ref[0]() is None
+    finally:
+        gc.enable()
+    assert r.body == b"xy"
+
+
 def test_W21_head_deferred_until_first_non_empty_chunk():
     """W21: the app yields b'', changes its mind with exc_info, yields b'err'
     → the client gets 500 with body 'err'."""

@@ -1,4 +1,5 @@
 """The app the process tests run in a real shim (python/tests/test_process.py)."""
+import os
 import sys
 import threading
 import time
@@ -52,6 +53,12 @@ def application(environ, start_response):
         environ["wsgi.errors"].write("a line on wsgi.errors\n")
         start_response("200 OK", text)
         return [b"printed"]
+    if path == "/rawprint":
+        # G7: writes that bypass sys.stdout: fd 1 itself, and a child process.
+        os.write(1, b"raw write on fd 1\n")
+        os.system("echo child process output")
+        start_response("200 OK", text)
+        return [b"raw"]
     if path == "/slow":
         time.sleep(float(qs or 1))
         start_response("200 OK", text)
