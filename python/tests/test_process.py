@@ -307,3 +307,21 @@ def test_refuses_to_start_without_the_cookie(shim):
     assert s.proc.stdout.read() == b""
     s._reader.join(WAIT)
     assert any("BRIDGE_PLUGIN=runner-v1" in r["message"] for r in s.records())
+
+
+def test_validate_flag_wraps_the_app(shim):
+    """--validate runs the app inside wsgiref.validate.validator (W34): a
+    clean request passes, and an app-side violation is a 500 error frame."""
+    s = shim(args=("--validate",))
+    s.handshake()
+    slot = s.slot()
+    text, frames = slot.get("/hello")
+    assert text == b"Hello, World!" and frames[0].head.status == 200
+    slot.send(head(path="/nothing-here"))
+    frames = slot.response()
+    assert frames[0].head.status == 404  # has a Content-Type: validator is happy
+    slot.send(head(path="/no-content-type"))
+    frames = slot.response()
+    assert len(frames) == 1 and not frames[0].HasField("head")
+    assert "Content-Type" in frames[0].error.message
+    slot.close()

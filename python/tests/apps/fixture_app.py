@@ -59,6 +59,9 @@ def application(environ, start_response):
         os.system("echo child process output")
         start_response("200 OK", text)
         return [b"raw"]
+    if path == "/no-content-type":
+        start_response("200 OK", [])  # wsgiref.validate rejects this
+        return [b"untyped"]
     if path == "/slow":
         time.sleep(float(qs or 1))
         start_response("200 OK", text)
