@@ -87,40 +87,54 @@ class Gateway:
             slot = Slot(frames)
         pull = slot.pull
         frame = None
-        while True:
-            if frame is None:
-                if self.draining:
-                    return
-                try:
-                    frame = pull()
-                except InputError:
-                    return  # Go closed or cancelled an idle slot
-            if not frame.HasField("head"):
-                logs.log("warn", "request frame without a head between requests: dropped")
+        # A request answered with a File frame: Go opens the path after it
+        # gets the frame, and the app's close() may delete the file
+        # (NamedTemporaryFile), so it is closed once Go has finished that
+        # exchange, which is when the next frame arrives or the stream ends.
+        opened = None
+        try:
+            while True:
+                if frame is None:
+                    if self.draining:
+                        return
+                    try:
+                        frame = pull()
+                    except InputError:
+                        return  # Go closed or cancelled an idle slot
+                    finally:
+                        if opened is not None:
+                            opened.close()
+                            opened = None
+                if not frame.HasField("head"):
+                    logs.log("warn", "request frame without a head between requests: dropped")
+                    frame = None
+                    continue
+                req = Request(self, slot, frame, sender)
                 frame = None
-                continue
-            req = Request(self, slot, frame, sender)
-            frame = None
-            self._enter()
-            done = False
-            try:
-                if slot.cancelled:
-                    return  # cancelled while waiting for an app thread
-                yield from req.run()
-                if slot.cancelled:
+                self._enter()
+                done = False
+                try:
+                    if slot.cancelled:
+                        return  # cancelled while waiting for an app thread
+                    yield from req.run()
+                    if slot.cancelled:
+                        return
+                    done = True
+                    frame = req.input.drain()
+                except InputError:
                     return
-                done = True
-                # A File frame's file stays open until Go has taken the whole
-                # request back (see _respond_file), so close after the drain.
-                frame = req.input.drain()
-            except InputError:
-                return
-            finally:
-                if not done:
-                    # G4: a client that went away is not an app error.
-                    logs.log("info", "request cancelled", request_id=req.rid)
-                req.close()
-                self._leave()
+                finally:
+                    if not done:
+                        # G4: a client that went away is not an app error.
+                        logs.log("info", "request cancelled", request_id=req.rid)
+                    if req.keep_open and done:
+                        opened = req
+                    else:
+                        req.close()
+                    self._leave()
+        finally:
+            if opened is not None:
+                opened.close()
 
     def _enter(self):
         self._app_threads.acquire()
@@ -335,11 +349,12 @@ class Request:
         if self.left is not None:
             if len(body) > self.left:
                 body = self._truncate(body)
-            abort = len(body) < self.left
-            if abort:
-                logs.log("warn", "response body is %d bytes short of its Content-Length: aborted"
-                         % (self.left - len(body)))
-            self.left -= len(body)
+            else:
+                abort = len(body) < self.left
+                if abort:
+                    logs.log("warn", "response body is %d bytes short of its Content-Length: "
+                             "aborted" % (self.left - len(body)))
+                self.left -= len(body)
         if not body and self.length is None and not self.head_sent and not self.is_head:
             self._add_length(0)  # W29, as wsgiref does
         yield from self._body_frames(body, True, abort)
@@ -366,10 +381,7 @@ class Request:
         frame = self._frame(end=True)
         frame.file.CopyFrom(File(path=path, offset=offset, length=length))
         yield frame
-        # Go opens the path after it has this frame; the app's close() may
-        # delete the file (NamedTemporaryFile), so wait until Go is done
-        # with the request (Gateway.serve closes after the drain).
-        self.keep_open = True
+        self.keep_open = True  # closed by Gateway.serve, see there
 
     def _respond_iter_file(self, wrapper):
         for chunk in wrapper:

@@ -3,6 +3,8 @@ import io
 import os
 import tempfile
 
+import pytest
+
 from helpers import Frames, end, head, one, responses, serve
 
 
@@ -57,19 +59,24 @@ def test_G23_real_file_becomes_a_file_frame(tmp_path):
     assert opened[0].closed  # closed exactly when the request is over
 
 
-def test_G23_file_is_closed_only_after_the_request_end(tmp_path):
+@pytest.mark.parametrize("frames", [[head(end=False), end()], [head()]],
+                         ids=["body-then-end", "end-in-head"])
+def test_G23_file_is_closed_only_after_go_is_done(tmp_path, frames):
     """The app's close() may delete the file (NamedTemporaryFile), so it runs
-    after Go sent the request `end` (it has opened the path by then)."""
+    only when Go is done with the exchange: when the slot's next frame
+    arrives (or the stream ends), not right after the File frame."""
     f = tempfile.NamedTemporaryFile(dir=tmp_path)
     f.write(b"temp data")
     f.flush()
     f.seek(0)
     states = []
-    frames = Frames([head(end=False), end()],
-                    on_pull=lambda n: states.append((n, os.path.exists(f.name))))
+    n = len(frames)
+    frames = Frames(frames + [head(rid="next")],
+                    on_pull=lambda i: states.append((i, os.path.exists(f.name))))
     rs = responses(serve(file_app(lambda: f), frames))
-    assert rs[0].file.path == f.name
-    assert states[:2] == [(0, True), (1, True)]
+    assert rs[0].file.path == f.name and len(rs) == 2
+    assert states[:n + 1] == [(i, True) for i in range(n + 1)]
+    assert states[n + 1][1] is False  # closed once the next request came
     assert not os.path.exists(f.name)
 
 
