@@ -50,7 +50,7 @@ def test_W2_latin1_bytes_as_str():
 
 
 def test_W3_to_W9_vars_pass_through_unchanged():
-    """W3-W9: Go canonicalizes the CGI vars; the shim keeps them as sent
+    """W3, W4, W5, W6, W7, W8, W9: Go canonicalizes the CGI vars; the shim keeps them as sent
     (method case, SCRIPT_NAME '', QUERY_STRING, CONTENT_* only when sent, HTTP_*
     merged by Go) and adds nothing from the OS environment."""
     os.environ["BRIDGE_TEST_LEAK"] = "1"
