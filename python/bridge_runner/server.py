@@ -42,7 +42,10 @@ class Server:
         # replacement Slot that Go opens while a cancelled one winds down.
         self._pool = futures.ThreadPoolExecutor(max_workers=threads + 4,
                                                 thread_name_prefix="bridge-slot")
-        self._grpc = grpc.server(self._pool)
+        # No BDP probing: its PINGs cost both processes a wake-up per
+        # response on a local socket (measured: shim 295 -> 235 us/request at
+        # concurrency 1); Go sets fixed flow-control windows instead.
+        self._grpc = grpc.server(self._pool, options=[("grpc.http2.bdp_probe", 0)])
         self._grpc.add_generic_rpc_handlers(self._handlers())
         self.path = None
 
