@@ -277,19 +277,12 @@ func (hw *httpWriter) Write(p []byte) error {
 }
 
 func (hw *httpWriter) SendFile(path string, offset, n int64) error {
-	f, err := os.Open(path)
+	f, body, err := openRegion(path, offset, n)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return err
-	}
-	var r io.Reader = f
-	if n >= 0 {
-		r = io.LimitReader(f, n)
-	}
-	if _, err := io.Copy(hw.w, r); err != nil {
+	if _, err := io.Copy(hw.w, body); err != nil {
 		return err
 	}
 	return http.NewResponseController(hw.w).Flush()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -272,19 +271,12 @@ func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	f, body, err := openRegion(path, offset, n)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return err
-	}
-	var r io.Reader = f
-	if n >= 0 {
-		r = io.LimitReader(f, n)
-	}
 	// net.Conn's ReadFrom uses sendfile(2) for a file source.
-	_, err = io.Copy(w.c, r)
+	_, err = io.Copy(w.c, body)
 	return err
 }
