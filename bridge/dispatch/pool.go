@@ -39,6 +39,7 @@ func (p *Pool) Add(w *Worker) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.workers = append(p.workers, w)
+	w.pool = p
 	for _, s := range w.slots {
 		w.free = append(w.free, s)
 	}
@@ -63,6 +64,31 @@ func (p *Pool) Remove(w *Worker) {
 	}
 	w.removed = true
 	w.free = nil
+}
+
+// suspend stops handing out w's slots until Resume: its runner looked dead
+// and the supervisor is checking it.
+func (p *Pool) suspend(w *Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.suspended = true
+}
+
+// Resume makes a suspended worker's free slots available again (its runner
+// turned out to be alive).
+func (p *Pool) Resume(w *Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !w.suspended || w.removed {
+		return
+	}
+	w.suspended = false
+	for len(p.waiters) > 0 && len(w.free) > 0 {
+		s := w.free[len(w.free)-1]
+		w.free = w.free[:len(w.free)-1]
+		w.busy++
+		p.handToWaiter(s)
+	}
 }
 
 // Ready reports whether at least one worker takes requests.
@@ -128,7 +154,7 @@ func (p *Pool) Release(s *Slot) {
 		w.busy--
 		return
 	}
-	if len(p.waiters) > 0 {
+	if len(p.waiters) > 0 && !w.suspended {
 		p.handToWaiter(s)
 		return
 	}
@@ -153,7 +179,7 @@ func (p *Pool) handToWaiter(s *Slot) {
 func (p *Pool) pickLocked() *Slot {
 	var best *Worker
 	for _, w := range p.workers {
-		if len(w.free) > 0 && (best == nil || w.busy < best.busy) {
+		if len(w.free) > 0 && !w.suspended && (best == nil || w.busy < best.busy) {
 			best = w
 		}
 	}

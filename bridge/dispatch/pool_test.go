@@ -117,3 +117,27 @@ func TestPoolCancelledWaiter(t *testing.T) {
 		t.Fatalf("slot lost after a waiter gave up: %v", err)
 	}
 }
+
+func TestPoolSuspendAndResume(t *testing.T) {
+	p := NewPool(10, 50*time.Millisecond)
+	a, b := worker("a", 1), worker("b", 1)
+	p.Add(a)
+	p.Add(b)
+	a.broken() // as after a failed delivery
+	for range 3 {
+		s, err := p.Acquire(context.Background())
+		if err != nil || s.Worker() != b {
+			t.Fatalf("got %v %v, want b while a is suspended", s, err)
+		}
+		p.Release(s)
+	}
+	held, _ := p.Acquire(context.Background()) // b busy
+	if _, err := p.Acquire(context.Background()); err == nil {
+		t.Fatal("a suspended worker's slot was handed out")
+	}
+	p.Resume(a)
+	if s, err := p.Acquire(context.Background()); err != nil || s.Worker() != a {
+		t.Fatalf("after resume: %v %v", s, err)
+	}
+	p.Release(held)
+}

@@ -29,9 +29,11 @@ type Worker struct {
 	OnBroken func()
 
 	// Guarded by the pool's mutex.
-	free    []*Slot
-	busy    int
-	removed bool
+	pool      *Pool
+	free      []*Slot
+	busy      int
+	removed   bool
+	suspended bool
 }
 
 // NewWorker wraps a started runner with threads slots. Slot streams open
@@ -81,7 +83,12 @@ func (s *Slot) reset() {
 	s.stream, s.cancel = nil, nil
 }
 
+// broken takes the worker out of dispatch until its supervisor has checked
+// it, so retries of undelivered requests go elsewhere.
 func (w *Worker) broken() {
+	if w.pool != nil {
+		w.pool.suspend(w)
+	}
 	if w.OnBroken != nil {
 		w.OnBroken()
 	}

@@ -135,8 +135,11 @@ func (s *Supervisor) watch(i int) {
 		s.mu.Lock()
 		cur := s.running[i]
 		s.mu.Unlock()
-		if cur != nil && !cur.proc.client.Exited() && !(poked && cur.proc.dead()) {
-			continue
+		if cur != nil && !cur.proc.client.Exited() {
+			if !poked || !cur.proc.dead() {
+				s.pool.Resume(cur.w) // alive: a stream broke, not the runner
+				continue
+			}
 		}
 		if cur != nil {
 			s.pool.Remove(cur.w)
