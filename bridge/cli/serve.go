@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,6 +171,11 @@ func validate(o *options) error {
 	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0:
 		return usageError("durations must not be negative")
 	}
+	for _, a := range o.uwsgi {
+		if err := trustedUwsgiAddr(a); err != nil {
+			return err
+		}
+	}
 	if _, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil {
 		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode such as 0660", o.socketMode))
 	}
@@ -188,4 +194,21 @@ func setProcs(log zerolog.Logger) {
 	n := max(1, runtime.GOMAXPROCS(0)/2)
 	runtime.GOMAXPROCS(n)
 	log.Debug().Int("gomaxprocs", n).Msg("go scheduler threads")
+}
+
+// trustedUwsgiAddr refuses uwsgi listeners that other hosts could reach: the
+// uwsgi front believes the REMOTE_ADDR, HTTPS and SCRIPT_NAME its peer sends
+// (U27), so only nginx on the same host (or pod) may talk to it.
+func trustedUwsgiAddr(addr string) error {
+	if strings.HasPrefix(addr, "unix:") {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil // Listen reports the syntax error
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return usageError(fmt.Sprintf("--uwsgi %s: the uwsgi listener trusts the client address and scheme nginx sends, so it must be a unix socket or a loopback address (127.0.0.1:PORT); put nginx on the same host or pod", addr))
 }

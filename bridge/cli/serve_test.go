@@ -120,6 +120,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "--runner", "python:app", "--http", "127.0.0.1:0", "--workers", "0"}, "--workers 0", 2},
 		{[]string{"serve", "--runner", "python:app", "--http", "nonsense"}, "want host:port or unix:/path", 1},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`, 2},
+		{[]string{"serve", "--runner", "python:app", "--uwsgi", "0.0.0.0:3031"}, "must be a unix socket or a loopback address", 2},
+		{[]string{"serve", "--runner", "python:app", "--uwsgi", "10.1.2.3:3031"}, "must be a unix socket or a loopback address", 2},
 	} {
 		err := Run(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || ExitCode(err) != tc.code {
