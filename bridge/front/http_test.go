@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -246,5 +247,73 @@ func TestHTTPTimeout(t *testing.T) {
 	resp, body := get(t, s.httpURL+"/hello")
 	if resp.StatusCode != 200 || body != "hello world\n" {
 		t.Fatalf("after timeout: %d %q", resp.StatusCode, body)
+	}
+}
+
+// H8 H6: Expect: 100-continue gets "100 Continue" before the body is sent;
+// a body over the limit gets 413 without it.
+func TestHTTPExpectContinue(t *testing.T) {
+	s := startStack(t, 0)
+	addr := strings.TrimPrefix(s.httpURL, "http://")
+	for _, tc := range []struct {
+		length     int
+		wantStatus string
+		want100    bool
+	}{
+		{length: 11, wantStatus: "200", want100: true},
+		{length: 9 << 20, wantStatus: "413", want100: false},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", tc.length)
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		got100 := strings.HasPrefix(line, "HTTP/1.1 100 ")
+		if got100 != tc.want100 {
+			t.Fatalf("length %d: first line %q", tc.length, line)
+		}
+		if got100 {
+			br.ReadString('\n') // blank line after the interim response
+			io.WriteString(c, "hello world")
+			line, _ = br.ReadString('\n')
+		}
+		if !strings.HasPrefix(line, "HTTP/1.1 "+tc.wantStatus) {
+			t.Errorf("length %d: status line %q, want %s", tc.length, line, tc.wantStatus)
+		}
+		c.Close()
+	}
+}
+
+// H9 H14: HEAD gets the head only; HTTP/1.0 gets no chunked coding.
+func TestHTTPHeadAndHTTP10(t *testing.T) {
+	s := startStack(t, 0)
+	addr := strings.TrimPrefix(s.httpURL, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	all, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.HasPrefix(string(all), "HTTP/1.1 200 OK\r\n") || !strings.Contains(string(all), "Content-Length: 12\r\n") || strings.HasSuffix(string(all), "hello world\n") {
+		t.Errorf("HEAD: %q", all)
+	}
+	c, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /stream?n=2 HTTP/1.0\r\n\r\n")
+	all, _ = io.ReadAll(c)
+	c.Close()
+	if strings.Contains(strings.ToLower(string(all)), "transfer-encoding") || !strings.HasSuffix(string(all), "chunk 0\nchunk 1\n") {
+		t.Errorf("HTTP/1.0 stream: %q", all)
 	}
 }
