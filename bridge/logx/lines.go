@@ -98,6 +98,12 @@ func (l *LineLogger) emitRecord(rec map[string]any) {
 	for _, k := range []string{"time", "ts", "pid"} {
 		delete(rec, k)
 	}
+	// One name for the request id across bridge's log (the shims say
+	// request_id, as CONFORMANCE G8 does; bridge's own lines say req_id).
+	if id, ok := rec["request_id"]; ok {
+		delete(rec, "request_id")
+		rec["req_id"] = id
+	}
 	if r, ok := rec["runner"]; ok {
 		delete(rec, "runner")
 		rec["shim"] = r
