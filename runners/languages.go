@@ -23,8 +23,9 @@ type Language struct {
 	Install string
 	// Shim is the shim's source tree; it is extracted once per version.
 	Shim fs.FS
-	// Args builds the interpreter argv tail that starts the shim for app.
-	Args func(app string) []string
+	// Args builds the interpreter argv tail that starts the shim (extracted
+	// to shimDir) for app.
+	Args func(shimDir, app string) []string
 	// PathEnv names the variable through which the shim's directory is made
 	// importable (PYTHONPATH, PERL5LIB, RUBYLIB).
 	PathEnv string
@@ -41,7 +42,7 @@ var Languages = map[string]Language{
 		Probe:      []string{"-c", "import grpc, google.protobuf"},
 		Install:    "apt-get install python3-grpcio python3-protobuf (Debian/Ubuntu), or pip install grpcio protobuf into the interpreter given by --interpreter",
 		Shim:       python.Shim,
-		Args:       func(app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
+		Args:       func(_, app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
 		PathEnv:    "PYTHONPATH",
 	},
 }

@@ -122,7 +122,7 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 	}
 	return supervise.Command{
 		Path: interp,
-		Args: lang.Args(spec.App),
+		Args: lang.Args(shimDir, spec.App),
 		Dir:  dir,
 		Env:  []string{lang.PathEnv + "=" + path},
 	}, nil
