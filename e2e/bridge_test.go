@@ -115,7 +115,7 @@ func (b *logBuffer) tail(n int) string {
 // bridgeOpts says how to start bridge.
 type bridgeOpts struct {
 	app       string // directory under testdata/apps
-	spec      string // MODULE:CALLABLE
+	spec      string // runner spec, e.g. python:app:application
 	http      bool   // an HTTP listener on a free 127.0.0.1 port
 	uwsgiUnix bool   // a uwsgi listener on a unix socket in a temp dir
 	uwsgiTCP  bool   // a uwsgi listener on a free 127.0.0.1 port
@@ -141,7 +141,7 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 	t.Helper()
 	trackSources()
 	b := &bridgeProc{log: &logBuffer{}, done: make(chan struct{})}
-	args := []string{"serve", "--runner", "python:" + o.spec, "--chdir", appDir(o.app),
+	args := []string{"serve", "--runner", o.spec, "--chdir", appDir(o.app),
 		"--workers", fmt.Sprint(max(o.workers, 1)), "--threads", fmt.Sprint(max(o.threads, 1)),
 		"--grace", "5s"}
 	if o.http {

@@ -24,7 +24,7 @@ func sha256Hex(b []byte) string {
 // (environ, input), W22/W23 (streaming), W24/W26 and G2/G19 (errors and
 // request ids in the log).
 func TestFlask(t *testing.T) {
-	fx := startFixture(t, "flask_app", "app:application", 2, 2)
+	fx := startFixture(t, "flask_app", "python:app:application", 2, 2)
 	t.Run("W11_json_round_trip", func(t *testing.T) {
 		t.Parallel()
 		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
