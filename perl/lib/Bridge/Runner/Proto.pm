@@ -1,0 +1,249 @@
+package Bridge::Runner::Proto;
+# The bridge.v1 messages (proto/bridge/v1/runner.proto), encoded and decoded
+# by hand: Debian has no protobuf runtime for Perl. Only what the shim needs
+# is here: RequestFrame (decode), ResponseFrame and DescribeResponse
+# (encode), and go-plugin's two fixed replies.
+#
+# %FIELDS is the one place that knows field numbers; t/proto_fields.t checks
+# it against runner.proto and t/proto_golden.t checks the bytes against the
+# real protobuf runtime (python/bridge_runner/runner_pb2.py).
+use strict;
+use warnings;
+
+use Exporter 'import';
+our @EXPORT_OK = qw(
+  decode_request_frame encode_response_frame encode_describe_response
+  HEALTH_SERVING EMPTY
+);
+
+# message => { field => [number, type] }. Types as in the .proto.
+our %FIELDS = (
+    DescribeResponse => {
+        language => [1, 'string'], language_version => [2, 'string'],
+        interface => [3, 'string'], app => [4, 'string'],
+        threads => [5, 'uint32'], pid => [6, 'int32'], server => [7, 'string'],
+    },
+    Var          => { name => [1, 'bytes'], value => [2, 'bytes'] },
+    RequestHead  => {
+        request_id => [1, 'string'], vars => [2, 'Var'],
+        url_scheme => [3, 'string'], content_length => [4, 'int64'],
+    },
+    RequestFrame => { head => [1, 'RequestHead'], body => [2, 'bytes'], end => [3, 'bool'] },
+    Header       => { name => [1, 'bytes'], value => [2, 'bytes'] },
+    ResponseHead => { status => [1, 'uint32'], reason => [2, 'string'], headers => [3, 'Header'] },
+    File         => { path => [1, 'string'], offset => [2, 'int64'], length => [3, 'int64'] },
+    Error        => { kind => [1, 'string'], message => [2, 'string'], traceback => [3, 'string'] },
+    ResponseFrame => {
+        head => [1, 'ResponseHead'], body => [2, 'bytes'], file => [3, 'File'],
+        error => [4, 'Error'], end => [5, 'bool'], abort => [6, 'bool'],
+    },
+);
+
+# Tags (field number << 3 | wire type) as bytes, built from %FIELDS so that
+# the encoders below cannot drift from it.
+my %TAG;
+for my $msg (keys %FIELDS) {
+    while (my ($name, $f) = each %{ $FIELDS{$msg} }) {
+        my ($num, $type) = @$f;
+        my $wire = $type =~ /^(?:u?int(?:32|64)|bool)$/ ? 0 : 2;
+        $TAG{"$msg.$name"} = _varint(($num << 3) | $wire);
+    }
+}
+# Decoding is by field number.
+my %NUM;
+for my $msg (keys %FIELDS) {
+    $NUM{$msg}{ $FIELDS{$msg}{$_}[0] } = $_ for keys %{ $FIELDS{$msg} };
+}
+
+# grpc.health.v1.HealthCheckResponse{status: SERVING}.
+use constant HEALTH_SERVING => "\x08\x01";
+# google.protobuf.Empty (plugin.GRPCController/Shutdown's reply).
+use constant EMPTY => '';
+
+sub _varint {
+    my $n = shift;
+    return chr($n) if $n >= 0 && $n < 0x80;
+    # Negative int64/int32: ten bytes of two's complement, as protobuf does.
+    $n = unpack('Q', pack('q', $n)) if $n < 0;
+    my $out = '';
+    while ($n >= 0x80) {
+        $out .= chr(($n & 0x7f) | 0x80);
+        $n >>= 7;
+    }
+    return $out . chr($n);
+}
+
+# Length-delimited field: tag, length, bytes. Strings must already be bytes.
+sub _ld { $TAG{ $_[0] } . _varint(length $_[1]) . $_[1] }
+
+# proto3 strings are UTF-8: character strings are encoded, byte strings
+# that are not valid UTF-8 are taken as Latin-1.
+sub _utf8 {
+    my $s = shift;
+    return '' unless defined $s;
+    if (utf8::is_utf8($s)) {
+        utf8::encode($s);
+        return $s;
+    }
+    return $s if $s !~ /[\x80-\xff]/;
+    my $copy = $s;
+    return $s if utf8::decode($copy);
+    utf8::upgrade($s);
+    utf8::encode($s);
+    return $s;
+}
+
+=head2 encode_response_frame(\%frame)
+
+%frame: head => {status, reason, headers => [[name, value], ...]},
+body, file => {path, offset, length}, error => {kind, message, traceback},
+end, abort. Header names/values and body must be byte strings.
+
+=cut
+
+sub encode_response_frame {
+    my $f   = shift;
+    my $out = '';
+    if (my $h = $f->{head}) {
+        my $m = '';
+        $m .= $TAG{'ResponseHead.status'} . _varint($h->{status}) if $h->{status};
+        $m .= _ld('ResponseHead.reason', _utf8($h->{reason})) if defined $h->{reason} && length $h->{reason};
+        for my $pair (@{ $h->{headers} || [] }) {
+            my $hm = '';
+            $hm .= _ld('Header.name',  $pair->[0]) if length $pair->[0];
+            $hm .= _ld('Header.value', $pair->[1]) if length $pair->[1];
+            $m .= _ld('ResponseHead.headers', $hm);
+        }
+        $out .= _ld('ResponseFrame.head', $m);
+    }
+    $out .= _ld('ResponseFrame.body', $f->{body}) if defined $f->{body} && length $f->{body};
+    if (my $file = $f->{file}) {
+        my $m = '';
+        $m .= _ld('File.path', _utf8($file->{path})) if length $file->{path};
+        $m .= $TAG{'File.offset'} . _varint($file->{offset}) if $file->{offset};
+        $m .= $TAG{'File.length'} . _varint($file->{length}) if $file->{length};
+        $out .= _ld('ResponseFrame.file', $m);
+    }
+    if (my $e = $f->{error}) {
+        my $m = '';
+        for my $k (qw(kind message traceback)) {
+            $m .= _ld("Error.$k", _utf8($e->{$k})) if defined $e->{$k} && length $e->{$k};
+        }
+        $out .= _ld('ResponseFrame.error', $m);
+    }
+    $out .= $TAG{'ResponseFrame.end'} . "\x01"   if $f->{end};
+    $out .= $TAG{'ResponseFrame.abort'} . "\x01" if $f->{abort};
+    return $out;
+}
+
+sub encode_describe_response {
+    my $d   = shift;
+    my $out = '';
+    for my $k (qw(language language_version interface app)) {
+        $out .= _ld("DescribeResponse.$k", _utf8($d->{$k})) if defined $d->{$k} && length $d->{$k};
+    }
+    $out .= $TAG{'DescribeResponse.threads'} . _varint($d->{threads}) if $d->{threads};
+    $out .= $TAG{'DescribeResponse.pid'} . _varint($d->{pid})         if $d->{pid};
+    $out .= _ld('DescribeResponse.server', _utf8($d->{server})) if defined $d->{server} && length $d->{server};
+    return $out;
+}
+
+# -- decoding -----------------------------------------------------------------
+
+# Walks the fields of one message: calls $cb->($number, $value) with the
+# integer of a varint or the bytes of a length-delimited field. Unknown
+# fields are skipped by their wire type; dies on malformed input.
+sub _each_field {
+    my ($buf, $cb) = @_;
+    my $len = length $$buf;
+    my $pos = 0;
+    while ($pos < $len) {
+        my $tag = _read_varint($buf, \$pos);
+        my ($num, $wire) = ($tag >> 3, $tag & 7);
+        die "protobuf: field number 0\n" unless $num;
+        if ($wire == 0) {
+            $cb->($num, _read_varint($buf, \$pos));
+        }
+        elsif ($wire == 2) {
+            my $n = _read_varint($buf, \$pos);
+            die "protobuf: truncated field $num\n" if $pos + $n > $len;
+            $cb->($num, substr($$buf, $pos, $n));
+            $pos += $n;
+        }
+        elsif ($wire == 1) { $pos += 8 }
+        elsif ($wire == 5) { $pos += 4 }
+        else { die "protobuf: unsupported wire type $wire (field $num)\n" }
+        die "protobuf: truncated message\n" if $pos > $len;
+    }
+}
+
+sub _read_varint {
+    my ($buf, $pos) = @_;
+    my ($v, $shift) = (0, 0);
+    while (1) {
+        die "protobuf: truncated varint\n" if $$pos >= length $$buf;
+        my $b = ord substr($$buf, $$pos++, 1);
+        $v |= ($b & 0x7f) << $shift if $shift < 64;
+        return $v unless $b & 0x80;
+        $shift += 7;
+        die "protobuf: varint too long\n" if $shift > 63;
+    }
+}
+
+sub _int64 { my $v = shift; $v >= 2**63 ? unpack('q', pack('Q', $v)) : $v }
+
+=head2 decode_request_frame($bytes)
+
+Returns { head => {request_id, vars => [[name, value], ...], url_scheme,
+content_length} or absent, body => bytes, end => bool }. Values are byte
+strings. content_length defaults to 0 as in proto3 (the head always sets it).
+
+=cut
+
+sub decode_request_frame {
+    my $buf   = shift;
+    my %frame = (body => '', end => 0);
+    my $n     = $NUM{RequestFrame};
+    _each_field(\$buf, sub {
+        my $name = $n->{ $_[0] } or return;
+        if ($name eq 'head') {
+            $frame{head} = _decode_head($_[1]);
+        }
+        elsif ($name eq 'body') {
+            # Several body fields would be merged by protobuf: last one wins
+            # for scalars, which is what a single field means here.
+            $frame{body} = $_[1];
+        }
+        elsif ($name eq 'end') {
+            $frame{end} = $_[1] ? 1 : 0;
+        }
+    });
+    return \%frame;
+}
+
+sub _decode_head {
+    my $buf  = shift;
+    my %head = (request_id => '', vars => [], url_scheme => '', content_length => 0);
+    my $n    = $NUM{RequestHead};
+    my $v    = $NUM{Var};
+    _each_field(\$buf, sub {
+        my $name = $n->{ $_[0] } or return;
+        if ($name eq 'vars') {
+            my @var = ('', '');
+            _each_field(\$_[1], sub {
+                my $f = $v->{ $_[0] } or return;
+                $var[ $f eq 'name' ? 0 : 1 ] = $_[1];
+            });
+            push @{ $head{vars} }, \@var;
+        }
+        elsif ($name eq 'content_length') {
+            $head{content_length} = _int64($_[1]);
+        }
+        else {
+            $head{$name} = $_[1];
+        }
+    });
+    return \%head;
+}
+
+1;
