@@ -2,8 +2,10 @@ package runners
 
 import (
 	"io/fs"
+	"path/filepath"
 	"sort"
 
+	"bridge/perl"
 	"bridge/python"
 )
 
@@ -44,6 +46,18 @@ var Languages = map[string]Language{
 		Shim:       python.Shim,
 		Args:       func(_, app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
 		PathEnv:    "PYTHONPATH",
+	},
+	"perl": {
+		Name:       "perl",
+		EnvVar:     "BRIDGE_PERL",
+		Candidates: []string{"perl", "/usr/bin/perl"},
+		Probe:      []string{"-MProtocol::HTTP2::Server", "-MPlack::Util", "-e1"},
+		Install:    "apt-get install libprotocol-http2-perl libplack-perl (Debian/Ubuntu)",
+		Shim:       perl.Shim,
+		Args: func(shimDir, app string) []string {
+			return []string{filepath.Join(shimDir, "bin", "bridge-psgi-runner"), "--app", app}
+		},
+		PathEnv: "PERL5LIB",
 	},
 }
 
