@@ -18,12 +18,18 @@ import (
 	"bridge/runners"
 )
 
-const usage = `bridge — an application server for Python WSGI apps behind nginx.
+const usage = `bridge — an application server for Python (WSGI) and Perl (PSGI) apps
+behind nginx.
 
 Usage:
-  bridge serve --runner python:MODULE:CALLABLE [--uwsgi ADDR] [--http ADDR] [flags]
-  bridge check --runner python:MODULE:CALLABLE [flags]
+  bridge serve --runner SPEC [--uwsgi ADDR] [--http ADDR] [flags]
+  bridge check --runner SPEC [flags]
   bridge version
+
+Runner specs:
+  python:MODULE:CALLABLE   a WSGI callable, e.g. python:myproject.wsgi:application
+  perl:FILE.psgi           a PSGI app file, e.g. perl:app.psgi
+  exec:CMD ARGS…           any runner plugin (see runners/CONTRACT.md)
 
 Commands:
   serve     load the app in --workers runner processes and serve it
