@@ -16,6 +16,8 @@ func TestParseSpec(t *testing.T) {
 		{in: "python:my.pkg.wsgi:app", want: Spec{Language: "python", App: "my.pkg.wsgi:app"}},
 		{in: "python:app", want: Spec{Language: "python", App: "app:application"}},
 		{in: "exec:/bin/runner --x 1", want: Spec{Language: "exec", Command: []string{"/bin/runner", "--x", "1"}}},
+		{in: "perl:app.psgi", want: Spec{Language: "perl", App: "app.psgi"}},
+		{in: "perl:", wantErr: "want LANGUAGE:TARGET"},
 		{in: "python:app:1bad", wantErr: "not a Python attribute name"},
 		{in: "python:my-app:application", wantErr: "not a Python module name"},
 		{in: "python:", wantErr: "want LANGUAGE:TARGET"},
