@@ -167,8 +167,11 @@ sub _each_field {
         elsif ($wire == 2) {
             my $n = _read_varint($buf, \$pos);
             die "protobuf: truncated field $num\n" if $pos + $n > $len;
-            $cb->($num, substr($$buf, $pos, $n));
+            # A copy, not substr() itself: passed as an argument, substr is
+            # an lvalue bound to the buffer, and nested walks misread it.
+            my $bytes = substr($$buf, $pos, $n);
             $pos += $n;
+            $cb->($num, $bytes);
         }
         elsif ($wire == 1) { $pos += 8 }
         elsif ($wire == 5) { $pos += 4 }

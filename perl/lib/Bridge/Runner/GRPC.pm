@@ -1,0 +1,452 @@
+package Bridge::Runner::GRPC;
+# A small gRPC server: HTTP/2 with prior knowledge (h2c) over a unix socket,
+# on Protocol::HTTP2::Server 1.10, driven by an IO::Select loop that the
+# caller pumps. Single-threaded: handlers run inside pump() and must not
+# pump themselves; the slot code pumps from the app's side instead.
+#
+# Known traps of Protocol::HTTP2 1.10 handled here (DESIGN.md, Perl notes):
+# - its stream state machine does not tell local from remote half-close: a
+#   stream we end while the client still sends turns the client's next DATA
+#   into a connection error. Trailers therefore wait until the client has
+#   half-closed (finish() queues them);
+# - trailers are sent at once while DATA may still wait for flow-control
+#   window: they also wait until the stream has no blocked data;
+# - closed streams are never freed: a few bytes each, and slots live long.
+use strict;
+use warnings;
+
+use Errno ();
+use IO::Select;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_STREAM);
+use Scalar::Util ();
+use Protocol::HTTP2;
+use Protocol::HTTP2::Server;
+use Protocol::HTTP2::Constants qw(:frame_types :flags :states :settings :errors);
+use Bridge::Runner::Log;
+
+# The library's tracer prints to the selected handle (the app's STDOUT);
+# its messages go to the log instead, as debug lines or warnings.
+{
+    no warnings 'redefine';
+    *Protocol::HTTP2::Trace::_log = sub {
+        my (undef, $level, $message) = @_;
+        chomp $message;
+        Bridge::Runner::Log::log(($level =~ /^(?:debug|info|notice)$/ ? 'debug' : 'warn'),
+            "HTTP/2: $message", component => 'http2');
+    };
+}
+
+# gRPC status codes used here.
+use constant { OK => 0, INTERNAL => 13, UNIMPLEMENTED => 12 };
+
+# unix socket paths are limited to sizeof(sun_path) - 1 bytes on Linux.
+use constant MAX_SOCKET_PATH => 107;
+
+=head2 new(routes => { '/pkg.Service/Method' => $route, ... })
+
+A route is { unary => sub { my ($request_bytes, $call) = @_; return $reply_bytes } }
+for a unary method (a die becomes grpc-status INTERNAL), { server_stream
+=> sub { ... } } called on half-close, which sends its messages with
+$call->send_message and returns, or { open => sub { my $call = shift; ... } }
+for any streaming method: the sub sets $call->{on_message},
+{on_half_close} and {on_cancel} as it needs. Unknown methods get
+UNIMPLEMENTED.
+
+=cut
+
+sub new {
+    my ($class, %a) = @_;
+    return bless {
+        routes   => $a{routes} || {},
+        conns    => {},       # fileno => connection
+        listener => undef,
+        path     => undef,
+        settings => {
+            # Slots are long-lived, so this is about health checks and
+            # Describe; 1.10's default of 100 would be enough too.
+            &SETTINGS_MAX_CONCURRENT_STREAMS => 256,
+            # Request bodies arrive in chunks of up to 256 KiB: a larger
+            # window than 64 KiB saves Go waiting for WINDOW_UPDATEs.
+            &SETTINGS_INITIAL_WINDOW_SIZE => 1 << 20,
+        },
+    }, $class;
+}
+
+sub path { $_[0]{path} }
+
+sub listen {
+    my ($self, $dir) = @_;
+    my $path = "$dir/bridge-psgi-$$.sock";
+    die "socket path $path is longer than " . MAX_SOCKET_PATH . " bytes\n" if length $path > MAX_SOCKET_PATH;
+    unlink $path;
+    my $sock = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $path, Listen => 64)
+      or die "cannot listen on unix:$path: $!\n";
+    $sock->blocking(0);
+    @$self{qw(listener path)} = ($sock, $path);
+    return $path;
+}
+
+# Stops accepting connections (shutdown); open connections keep working.
+sub close_listener {
+    my $self = shift;
+    my $l = delete $self->{listener} or return;
+    close $l;
+    unlink $self->{path} if defined $self->{path};
+}
+
+# Sends GOAWAY on every connection, writes what is queued, and closes them.
+sub close_all {
+    my $self = shift;
+    $self->close_listener;
+    for my $conn (values %{ $self->{conns} }) {
+        $conn->{h2}{con}->finish;
+        $self->_flush($conn, 1);
+        $self->_drop($conn);
+    }
+}
+
+=head2 pump($timeout)
+
+One turn of the loop: waits up to $timeout seconds for the socket(s),
+accepts, reads and feeds frames (running the handlers), writes what is
+queued. Returns the number of ready handles (0 on timeout or a signal).
+
+=cut
+
+sub pump {
+    my ($self, $timeout) = @_;
+    my $r = IO::Select->new;
+    my $w = IO::Select->new;
+    $r->add($self->{listener}) if $self->{listener};
+    for my $conn (values %{ $self->{conns} }) {
+        $r->add($conn->{sock});
+        $w->add($conn->{sock}) if length $conn->{out};
+    }
+    return 0 unless $r->count;
+    my ($readable, $writable) = IO::Select->select($r, $w, undef, $timeout);
+    return 0 unless $readable;    # timeout or EINTR
+    for my $fh (@$writable) {
+        my $conn = $self->{conns}{ fileno $fh } or next;
+        $self->_flush($conn);
+    }
+    for my $fh (@$readable) {
+        if ($self->{listener} && $fh == $self->{listener}) {
+            $self->_accept;
+            next;
+        }
+        my $conn = $self->{conns}{ fileno $fh } or next;
+        $self->_read($conn);
+    }
+    $self->_after;
+    return @$readable + @$writable;
+}
+
+sub _accept {
+    my $self = shift;
+    while (my $sock = $self->{listener}->accept) {
+        $sock->blocking(0);
+        my $conn = { sock => $sock, out => '', calls => {} };
+        $conn->{h2} = $self->_h2($conn);
+        $self->{conns}{ fileno $sock } = $conn;
+        $self->_flush($conn);    # our SETTINGS
+    }
+}
+
+sub _h2 {
+    my ($self, $conn) = @_;
+    Scalar::Util::weaken(my $wself = $self);
+    Scalar::Util::weaken(my $wconn = $conn);
+    my $h2;
+    $h2 = Protocol::HTTP2::Server->new(
+        settings           => { %{ $self->{settings} } },
+        on_new_peer_stream => sub { $wself->_new_call($wconn, shift) },
+        on_error           => sub {
+            Bridge::Runner::Log::log(warn => 'HTTP/2 connection error ' . shift);
+        },
+    );
+    return $h2;
+}
+
+sub _new_call {
+    my ($self, $conn, $sid) = @_;
+    my $con  = $conn->{h2}{con};
+    my $call = Bridge::Runner::GRPC::Call->new($self, $conn, $sid);
+    $conn->{calls}{$sid} = $call;
+    $con->stream_frame_cb($sid, HEADERS, sub { $call->_on_headers(shift) });
+    $con->stream_frame_cb($sid, DATA,    sub { $call->_on_data(shift) });
+    $con->stream_cb($sid, HALF_CLOSED, sub { $call->_on_half_close });
+    $con->stream_cb($sid, CLOSED,      sub { $call->_on_closed });
+}
+
+sub _read {
+    my ($self, $conn) = @_;
+    my $n = sysread($conn->{sock}, my $buf, 1 << 18);
+    if (!defined $n) {
+        return if $!{EAGAIN} || $!{EINTR} || $!{EWOULDBLOCK};
+        Bridge::Runner::Log::log(debug => "connection read error: $!");
+        return $self->_drop($conn);
+    }
+    return $self->_drop($conn) if $n == 0;
+    my $ok = eval { $conn->{h2}->feed($buf); 1 };
+    Bridge::Runner::Log::log(error => 'HTTP/2 input failed: ' . Bridge::Runner::Log::text("$@"), kind => 'internal')
+      unless $ok;
+    $self->_flush($conn);
+}
+
+# Writes queued frames; with $block, until all are written (shutdown).
+sub _flush {
+    my ($self, $conn, $block) = @_;
+    my $h2 = $conn->{h2};
+    while (defined(my $f = $h2->next_frame)) { $conn->{out} .= $f }
+    while (length $conn->{out}) {
+        my $n = syswrite($conn->{sock}, $conn->{out});
+        if (!defined $n) {
+            if ($!{EAGAIN} || $!{EWOULDBLOCK} || $!{EINTR}) {
+                return unless $block;
+                my $w = IO::Select->new($conn->{sock});
+                return unless $w->can_write(2);
+                next;
+            }
+            return $self->_drop($conn);
+        }
+        substr($conn->{out}, 0, $n, '');
+    }
+    $self->_drop($conn) if $h2->shutdown && !length $conn->{out};
+}
+
+# After a turn: send trailers that were waiting, then write everything.
+sub _after {
+    my $self = shift;
+    for my $conn (values %{ $self->{conns} }) {
+        $_->_try_trailers for grep { $_->{trailers} } values %{ $conn->{calls} };
+        $self->_flush($conn);
+    }
+}
+
+sub _drop {
+    my ($self, $conn) = @_;
+    return if $conn->{dropped}++;
+    delete $self->{conns}{ fileno $conn->{sock} } if defined fileno $conn->{sock};
+    close $conn->{sock};
+    # Every call on it is cancelled: Go is gone or closed the connection.
+    for my $call (values %{ $conn->{calls} }) {
+        $call->_on_closed;
+    }
+    %{ $conn->{calls} } = ();
+}
+
+=head2 wait_sent($call)
+
+Pumps until everything queued for $call is on the socket (flow control
+included), or the call is closed. Returns true unless the call is closed.
+
+=cut
+
+sub wait_sent {
+    my ($self, $call) = @_;
+    my $conn = $call->{conn};
+    while (1) {
+        return 0 if $call->{closed};
+        $self->_flush($conn);
+        return 0 if $call->{closed} || $conn->{dropped};
+        return 1 if !length $conn->{out} && !$call->blocked;
+        $self->pump(1);
+    }
+}
+
+package Bridge::Runner::GRPC::Call;
+# One gRPC call (an HTTP/2 stream).
+use Protocol::HTTP2::Constants qw(:frame_types :errors);
+
+sub new {
+    my ($class, $server, $conn, $sid) = @_;
+    my $self = bless {
+        server       => $server,
+        conn         => $conn,
+        sid          => $sid,
+        path         => undef,
+        route        => undef,
+        in           => '',     # gRPC framing buffer
+        messages     => [],     # for unary calls
+        half_closed  => 0,      # the client has sent END_STREAM
+        headers_sent => 0,
+        trailers     => undef,  # queued until they may go (see the traps above)
+        ended        => 0,      # our END_STREAM went out
+        closed       => 0,
+    }, $class;
+    Scalar::Util::weaken($self->{server});
+    Scalar::Util::weaken($self->{conn});
+    return $self;
+}
+
+sub path   { $_[0]{path} }
+sub closed { $_[0]{closed} }
+
+sub con { $_[0]{conn}{h2}{con} }
+
+sub blocked {
+    my $self = shift;
+    my $data = $self->con->stream_blocked_data($self->{sid});
+    return defined $data && length $data;
+}
+
+sub _on_headers {
+    my ($self, $headers) = @_;
+    return if defined $self->{path};    # request trailers: none in gRPC
+    my %h;
+    for (my $i = 0; $i < @$headers; $i += 2) { $h{ $headers->[$i] } //= $headers->[ $i + 1 ] }
+    $self->{path}  = $h{':path'} // '';
+    $self->{route} = $self->{server}{routes}{ $self->{path} };
+    if (!$self->{route}) {
+        Bridge::Runner::Log::log(debug => "gRPC method $self->{path} is not implemented");
+        $self->finish(Bridge::Runner::GRPC::UNIMPLEMENTED, "unknown method $self->{path}");
+        return;
+    }
+    if (my $open = $self->{route}{open}) {
+        my $ok = eval { $open->($self); 1 };
+        $self->_internal($@) unless $ok;
+    }
+}
+
+sub _on_data {
+    my ($self, $data) = @_;
+    $self->{in} .= $data;
+    while (length $self->{in} >= 5) {
+        my ($compressed, $len) = unpack 'CN', $self->{in};
+        last if length $self->{in} < 5 + $len;
+        my $msg = substr($self->{in}, 5, $len);
+        substr($self->{in}, 0, 5 + $len, '');
+        if ($compressed) {
+            # We advertise no grpc-accept-encoding, so this is a client bug.
+            $self->reset(PROTOCOL_ERROR);
+            return;
+        }
+        next unless $self->{route};
+        if (my $cb = $self->{on_message}) {
+            my $ok = eval { $cb->($msg); 1 };
+            $self->_internal($@) unless $ok;
+        }
+        else {
+            push @{ $self->{messages} }, $msg;
+        }
+    }
+}
+
+sub _on_half_close {
+    my $self = shift;
+    return if $self->{half_closed}++;
+    my $route = $self->{route};
+    if (!$route) {
+        $self->_try_trailers;
+        return;
+    }
+    if (my $unary = $route->{unary}) {
+        my $reply = eval { $unary->(shift(@{ $self->{messages} }) // '', $self) };
+        if (defined $reply) {
+            $self->send_message($reply);
+            $self->finish(Bridge::Runner::GRPC::OK);
+        }
+        else {
+            $self->_internal($@);
+        }
+        return;
+    }
+    if (my $stream = $route->{server_stream}) {
+        my $ok = eval { $stream->($self); 1 };
+        return $self->_internal($@) unless $ok;
+        $self->finish(Bridge::Runner::GRPC::OK);
+        return;
+    }
+    if (my $cb = $self->{on_half_close}) {
+        my $ok = eval { $cb->(); 1 };
+        $self->_internal($@) unless $ok;
+    }
+    $self->_try_trailers;
+}
+
+sub _on_closed {
+    my $self = shift;
+    return if $self->{closed}++;
+    delete $self->{conn}{calls}{ $self->{sid} } if $self->{conn};
+    return if $self->{ended};
+    # Reset by the client (gRPC cancellation) or the connection went away.
+    if (my $cb = delete $self->{on_cancel}) {
+        my $ok = eval { $cb->(); 1 };
+        Bridge::Runner::Log::log(error => 'cancel handler failed: ' . Bridge::Runner::Log::text("$@"), kind => 'internal')
+          unless $ok;
+    }
+    delete @$self{qw(on_message on_half_close)};
+}
+
+sub _internal {
+    my ($self, $err) = @_;
+    Bridge::Runner::Log::log(error => "gRPC handler for $self->{path} failed: " . Bridge::Runner::Log::text("$err"),
+        kind => 'internal');
+    $self->finish(Bridge::Runner::GRPC::INTERNAL, 'internal error');
+}
+
+=head2 send_message($bytes)
+
+Queues one gRPC message (the response headers go first). It is on the wire
+after the server's next flush; wait_sent() waits for that.
+
+=cut
+
+sub send_message {
+    my ($self, $bytes) = @_;
+    return 0 if $self->{closed} || $self->{ended} || $self->{trailers};
+    my $con = $self->con;
+    if (!$self->{headers_sent}) {
+        $self->{headers_sent} = 1;
+        $con->send_headers($self->{sid}, [ ':status' => 200, 'content-type' => 'application/grpc' ], 0);
+    }
+    $con->send_data($self->{sid}, pack('CN', 0, length $bytes) . $bytes);
+    return 1;
+}
+
+=head2 finish($status, $message)
+
+Ends the call with grpc-status $status. The trailers go out once the client
+has half-closed and all DATA has left (see the traps at the top).
+
+=cut
+
+sub finish {
+    my ($self, $status, $message) = @_;
+    return if $self->{closed} || $self->{ended} || $self->{trailers};
+    my @t = ('grpc-status' => $status);
+    push @t, 'grpc-message' => _percent($message) if defined $message && length $message;
+    $self->{trailers} = \@t;
+    $self->_try_trailers;
+}
+
+sub _try_trailers {
+    my $self = shift;
+    my $t = $self->{trailers} or return;
+    return if $self->{closed} || $self->{ended};
+    return unless $self->{half_closed};
+    return if $self->blocked;
+    my @h = $self->{headers_sent} ? @$t : (':status' => 200, 'content-type' => 'application/grpc', @$t);
+    $self->{ended} = 1;
+    delete $self->{trailers};
+    $self->con->send_headers($self->{sid}, \@h, 1);
+}
+
+# Resets the stream (RST_STREAM); the call counts as cancelled.
+sub reset {
+    my ($self, $code) = @_;
+    return if $self->{closed};
+    $self->con->stream_error($self->{sid}, $code // CANCEL);
+    $self->_on_closed;
+}
+
+# grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+sub _percent {
+    my $s = shift;
+    utf8::encode($s) if utf8::is_utf8($s);
+    $s =~ s/([^\x20-\x24\x26-\x7e])/sprintf('%%%02X', ord $1)/ge;
+    return $s;
+}
+
+1;

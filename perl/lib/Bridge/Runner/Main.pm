@@ -1,0 +1,170 @@
+package Bridge::Runner::Main;
+# perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--lint]
+#
+# Start-up order (runners/CONTRACT.md): check the cookie; keep a copy of
+# stdout for the handshake and point fd 1 and STDOUT/STDERR at the log; load
+# the app, so that a broken app makes the process exit with the error
+# instead of leaving bridge a half-started plugin; listen; write the
+# handshake line on the saved stdout; serve until Shutdown, SIGTERM or
+# harakiri.
+use strict;
+use warnings;
+
+use Carp ();
+use File::Spec ();
+use Getopt::Long ();
+use Scalar::Util ();
+use overload ();
+use Bridge::Runner::Log;
+
+use constant COOKIE => ('BRIDGE_PLUGIN', 'runner-v1');
+
+sub usage {
+    return <<'USAGE';
+usage: perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--grace S] [--lint]
+
+bridge's PSGI runner, a go-plugin gRPC plugin started by bridge (it refuses
+to run without BRIDGE_PLUGIN=runner-v1). See perl/README.md.
+USAGE
+}
+
+sub main {
+    my @argv = @_;
+    my %opt = (grace => 30);
+    Getopt::Long::Configure(qw(no_ignore_case no_auto_abbrev));
+    my $parsed = Getopt::Long::GetOptionsFromArray(\@argv, \%opt,
+        'app=s', 'threads=i', 'grace=f', 'lint', 'help');
+    if ($opt{help}) {
+        print STDERR usage();
+        return 0;
+    }
+    if (!$parsed || !defined $opt{app} || @argv) {
+        Bridge::Runner::Log::log(error => 'bad arguments: ' . join(' ', @_), usage => usage());
+        return 2;
+    }
+    my ($name, $value) = COOKIE;
+    if (($ENV{$name} // '') ne $value) {
+        Bridge::Runner::Log::log(error => "bridge-psgi-runner is a bridge runner plugin and is started by bridge, "
+              . "not by hand ($name=$value is not set)");
+        return 1;
+    }
+    my $versions = $ENV{PLUGIN_PROTOCOL_VERSIONS} // '';
+    if (length $versions && !grep { $_ eq '1' } split /,/, $versions) {
+        Bridge::Runner::Log::log(error => "bridge asks for plugin protocol version(s) $versions; this runner speaks 1");
+        return 1;
+    }
+    my $threads = $opt{threads} // $ENV{BRIDGE_THREADS} // 1;
+    my $workers = $ENV{BRIDGE_WORKERS} // 1;
+    $workers = 1 unless $workers =~ /^\d+$/;
+
+    # The handshake pipe is only reachable through this copy from now on.
+    open(my $handshake, '>&', \*STDOUT) or do {
+        Bridge::Runner::Log::log(error => "cannot dup stdout: $!");
+        return 1;
+    };
+    Bridge::Runner::Log::capture_stdio();
+    binmode STDIN;
+    $SIG{PIPE} = 'IGNORE';
+    # As Starman and plackup -E deployment: no development middleware.
+    $ENV{PLACK_ENV} //= 'deployment';
+
+    my $app = load_app($opt{app}) or return 1;
+    if ($opt{lint}) {
+        require Plack::Middleware::Lint;
+        $app = Plack::Middleware::Lint->wrap($app);
+    }
+    if ($threads =~ /^\d+$/ && $threads > 1) {
+        Bridge::Runner::Log::log(info => "$threads threads asked for: the PSGI runner serves one request at a time "
+              . "(psgi.multithread is false); requests on its slots wait their turn");
+    }
+
+    require Bridge::Runner::PSGI;
+    require Bridge::Runner::Service;
+    my $psgi    = Bridge::Runner::PSGI->new(app => $app, workers => $workers);
+    my $service = Bridge::Runner::Service->new(psgi => $psgi, app_name => $opt{app});
+    my $path = eval { $service->listen($ENV{PLUGIN_UNIX_SOCKET_DIR} || File::Spec->tmpdir) };
+    if (!defined $path) {
+        Bridge::Runner::Log::log(error => 'cannot start the gRPC server: ' . Bridge::Runner::Log::text("$@"));
+        return 1;
+    }
+
+    install_signals($service, $opt{grace});
+
+    syswrite($handshake, "1|1|unix|$path|grpc\n");
+    close $handshake;
+    Bridge::Runner::Log::log(info => "serving $opt{app}", app => $opt{app}, socket => $path,
+        worker => $ENV{BRIDGE_WORKER}, workers => $workers + 0);
+
+    $service->run;
+    Bridge::Runner::Log::log(info => 'stopped');
+    return 0;
+}
+
+=head2 load_app($file)
+
+Plack::Util::load_psgi, with a load failure logged as one error line
+("cannot load FILE: reason") that holds the details. Returns the app or undef.
+
+=cut
+
+sub load_app {
+    my $file = shift;
+    require Plack::Util;
+    my $app = eval { Plack::Util::load_psgi($file) };
+    my $err = $@;
+    if (!$err && !_callable($app)) {
+        $err = 'it did not return a code reference (its last statement must be the app, e.g. my $app = sub { ... };), got '
+          . (defined $app ? (ref $app ? ref($app) . ' reference' : "'$app'") : 'undef') . "\n";
+    }
+    if ($err) {
+        my $details = Bridge::Runner::Log::text("$err");
+        (my $reason = $details) =~ s/\s+\z//;
+        $reason =~ s/\n.*//s;
+        # load_psgi prefixes "Error while loading /abs/path: "; the line says it once.
+        $reason =~ s/^Error while loading \S+: //;
+        Bridge::Runner::Log::log(error => "cannot load $file: $reason", app => $file, traceback => $details);
+        return undef;
+    }
+    return $app;
+}
+
+sub _callable {
+    my $app = shift;
+    return 1 if ref $app eq 'CODE';
+    return Scalar::Util::blessed($app) && overload::Method($app, '&{}') ? 1 : 0;
+}
+
+# SIGTERM/SIGINT: finish the current request, then exit 0 (G25). A second
+# signal, or the grace period running out, makes the app's current call die
+# (its body is still closed and the response aborted). SIGUSR1 logs a stack.
+sub install_signals {
+    my ($service, $grace) = @_;
+    require Scalar::Util;
+    require overload;
+    my $signals = 0;
+    my $hurry = sub {
+        my $why = shift;
+        Bridge::Runner::Log::log(warn => "$why: ending the request in flight");
+        # Only the app's code is interrupted; the shim's loop just stops.
+        die Bridge::Runner::Error->new(internal => "$why\n") if $service->{busy};
+    };
+    my $term = sub {
+        my $sig = shift;
+        $signals++;
+        if ($signals == 1) {
+            Bridge::Runner::Log::log(info => "SIG$sig: finishing the request in flight, then exiting");
+            $service->stop("SIG$sig");
+            alarm($grace) if $grace && $grace > 0;
+            return;
+        }
+        $hurry->("second SIG$sig");
+    };
+    $SIG{TERM} = $term;
+    $SIG{INT}  = $term;
+    $SIG{ALRM} = sub { $hurry->("shutdown grace of ${grace}s is over") };
+    $SIG{USR1} = sub {
+        Bridge::Runner::Log::log(info => 'stack dump (SIGUSR1)', traceback => Carp::longmess('SIGUSR1'));
+    };
+}
+
+1;

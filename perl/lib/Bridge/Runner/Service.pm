@@ -1,0 +1,144 @@
+package Bridge::Runner::Service;
+# The services a runner serves (runners/CONTRACT.md, "Services") and the
+# loop that runs requests from the Slot streams one at a time, in arrival
+# order: the shim has one app thread however many slots Go opens.
+use strict;
+use warnings;
+
+use Bridge::Runner::GRPC;
+use Bridge::Runner::Log;
+use Bridge::Runner::Proto qw(encode_describe_response HEALTH_SERVING EMPTY);
+use Bridge::Runner::Slot;
+
+our $VERSION = '0.1';
+
+sub new {
+    my ($class, %a) = @_;
+    my $self = bless {
+        psgi     => $a{psgi},    # Bridge::Runner::PSGI
+        describe => encode_describe_response({
+            language         => 'perl',
+            language_version => sprintf('%vd', $^V),
+            interface        => 'psgi/1.1',
+            app              => $a{app_name},
+            threads          => 1,
+            pid              => $$,
+            server           => "bridge-psgi/$VERSION Protocol::HTTP2/$Protocol::HTTP2::VERSION",
+        }),
+        slots    => [],
+        stop     => 0,           # Shutdown RPC, SIGTERM or harakiri: drain and exit
+        busy     => 0,
+    }, $class;
+    Scalar::Util::weaken(my $w = $self);
+    $self->{grpc} = Bridge::Runner::GRPC->new(routes => {
+        '/grpc.health.v1.Health/Check'    => { unary => sub { HEALTH_SERVING } },
+        '/plugin.GRPCController/Shutdown' => { unary => sub {
+            Bridge::Runner::Log::log(info => 'shutdown requested by bridge');
+            $w->stop('shutdown');
+            EMPTY;
+        } },
+        # Output goes to stderr, which bridge reads itself.
+        '/plugin.GRPCStdio/StreamStdio' => { server_stream => sub { } },
+        '/bridge.v1.Runner/Describe'    => { unary => sub { $w->{describe} } },
+        '/bridge.v1.Runner/Slot'        => { open  => sub {
+            push @{ $w->{slots} }, Bridge::Runner::Slot->new(shift, $w->{grpc});
+        } },
+    });
+    return $self;
+}
+
+sub grpc { $_[0]{grpc} }
+
+sub listen { my $self = shift; $self->{grpc}->listen(@_) }
+
+# Drain and exit after the current request ($why: for the log).
+sub stop {
+    my ($self, $why) = @_;
+    return if $self->{stop};
+    $self->{stop}     = $why;
+    $self->{stop_seq} = Bridge::Runner::Slot::last_seq();
+}
+
+sub stopping { $_[0]{stop} }
+
+=head2 run
+
+Serves until stopped. Requests whose head has already arrived are still
+served after a stop (in-flight, from Go's side); then the connections are
+closed and run returns.
+
+=cut
+
+sub run {
+    my $self = shift;
+    my $grpc = $self->{grpc};
+    while (1) {
+        $self->_tidy;
+        my $slot = $self->_next_ready;
+        if (!$slot) {
+            last if $self->{stop};
+            $grpc->pump(1);
+            next;
+        }
+        $self->_serve($slot);
+    }
+    Bridge::Runner::Log::log(info => "stopping ($self->{stop})");
+    $_->close_deferred(1) for @{ $self->{slots} };
+    $grpc->close_all;
+}
+
+sub _serve {
+    my ($self, $slot) = @_;
+    $slot->close_deferred(1);
+    my $frame = $slot->take;
+    if (defined $frame->{bad}) {
+        chomp(my $why = $frame->{bad});
+        Bridge::Runner::Log::log(error => "undecodable RequestFrame ($why)", kind => 'internal', bytes => $frame->{hex});
+        $slot->send({ error => { kind => 'internal', message => "undecodable RequestFrame: $why" }, end => 1 });
+        return;
+    }
+    if (!$frame->{head}) {
+        Bridge::Runner::Log::log(warn => 'request frame without a head between requests: dropped')
+          unless !length($frame->{body}) && $frame->{end};
+        return;
+    }
+    $self->{busy} = 1;
+    my $res = $self->{psgi}->handle($slot, $frame);
+    $self->{busy} = 0;
+    $slot->unshift_frame($res->{next}) if $res->{next};
+    $slot->{deferred} = $res->{response} if $res->{response};
+    if ($res->{harakiri}) {
+        Bridge::Runner::Log::log(info => 'psgix.harakiri.commit: the worker exits after this request');
+        $self->stop('harakiri');
+    }
+}
+
+# The slot whose waiting request head came first.
+sub _next_ready {
+    my $self = shift;
+    my ($best, $seq);
+    for my $slot (@{ $self->{slots} }) {
+        my $s = $slot->ready_seq // next;
+        # Stopping: only requests that had arrived by then (a new head on a
+        # slot would otherwise keep the worker alive for ever).
+        next if $self->{stop} && $s > $self->{stop_seq};
+        ($best, $seq) = ($slot, $s) if !defined $seq || $s < $seq;
+    }
+    return $best;
+}
+
+# Forgets closed slots, ends half-closed idle ones, and closes file bodies
+# Go has finished with.
+sub _tidy {
+    my $self = shift;
+    my @keep;
+    for my $slot (@{ $self->{slots} }) {
+        $slot->close_deferred;
+        next if $slot->closed;
+        $slot->finish if $slot->half_closed && !defined $slot->ready_seq;
+        push @keep, $slot;
+    }
+    $self->{slots} = \@keep;
+}
+
+1;
