@@ -265,11 +265,3 @@ sub DESTROY {
 }
 
 1;
-        return;
-    }
-    # P19: dropped without close: end the response cleanly, and say so.
-    Bridge::Runner::Log::log(warn => 'PSGI writer dropped without close: response ended');
-    $self->close;
-}
-
-1;

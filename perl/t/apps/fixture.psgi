@@ -1,0 +1,77 @@
+# The app of the integration tests (t/process.t): one route per behaviour.
+use strict;
+use warnings;
+
+my %routes = (
+    '/hello' => sub { [ 200, [ 'Content-Type' => 'text/plain' ], [ 'hello world' ] ] },
+    '/echo'  => sub {
+        my $env = shift;
+        my $body = do { local $/; my $fh = $env->{'psgi.input'}; <$fh> } // '';
+        [ 200, [ 'Content-Type' => 'application/octet-stream' ], [ $body ] ];
+    },
+    '/env' => sub {
+        my $env = shift;
+        my @keys = grep { !ref $env->{$_} } sort keys %$env;
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ map { "$_=$env->{$_}\n" } @keys ] ];
+    },
+    '/stream' => sub {
+        sub {
+            my $w = shift->([ 200, [ 'Content-Type' => 'text/event-stream' ] ]);
+            $w->write("data: $_\n\n") for 1 .. 3;
+            $w->close;
+        };
+    },
+    '/die' => sub { die "boom from the fixture app\n" },
+    '/die-after' => sub {
+        sub {
+            my $w = shift->([ 200, [ 'Content-Type' => 'text/plain' ] ]);
+            $w->write('partial');
+            die "boom after the head\n";
+        };
+    },
+    '/print' => sub {
+        print "HTTP/1.1 200 OK\r\n\r\nprinted to stdout\n";
+        warn "a warning from the app\n";
+        $_[0]{'psgi.errors'}->print("to psgi.errors\n");
+        $_[0]{'psgix.logger'}->({ level => 'warn', message => 'via psgix.logger' });
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ 'unchanged' ] ];
+    },
+    '/sleep' => sub {
+        my $env = shift;
+        my ($n) = ($env->{QUERY_STRING} =~ /(\d+(?:\.\d+)?)/);
+        select(undef, undef, undef, $n // 1);
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ 'slept' ] ];
+    },
+    '/endless' => sub {
+        my $env = shift;
+        my $closed = $env->{'bridge.test.closefile'};
+        sub {
+            my $w = shift->([ 200, [ 'Content-Type' => 'text/plain' ] ]);
+            my $ok = eval { for my $i (1 .. 1_000_000) { $w->write("chunk $i\n"); select(undef, undef, undef, 0.01) } 1 };
+            my $err = $@;
+            open my $fh, '>>', "$ENV{BRIDGE_TEST_DIR}/endless.log" or die $!;
+            print $fh ($ok ? "finished\n" : "write died: $err");
+            close $fh;
+            die $err unless $ok;
+        };
+    },
+    '/harakiri' => sub {
+        my $env = shift;
+        $env->{'psgix.harakiri.commit'} = 1;
+        push @{ $env->{'psgix.cleanup.handlers'} }, sub {
+            open my $fh, '>>', "$ENV{BRIDGE_TEST_DIR}/cleanup.log" or die $!;
+            print $fh "cleanup ran\n";
+        };
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ 'bye' ] ];
+    },
+    '/file' => sub {
+        open my $fh, '<', "$ENV{BRIDGE_TEST_DIR}/file.txt" or die $!;
+        [ 200, [ 'Content-Type' => 'text/plain' ], $fh ];
+    },
+);
+
+my $app = sub {
+    my $env = shift;
+    my $route = $routes{ $env->{PATH_INFO} } || sub { [ 404, [ 'Content-Type' => 'text/plain' ], [ 'not found' ] ] };
+    $route->($env);
+};
