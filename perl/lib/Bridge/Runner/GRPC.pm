@@ -246,6 +246,9 @@ included), or the call is closed. Returns true unless the call is closed.
 sub wait_sent {
     my ($self, $call) = @_;
     my $conn = $call->{conn};
+    # Take in what Go sent meanwhile (a RST_STREAM above all: a streaming
+    # app must learn that its client went away, G4), without waiting.
+    $self->pump(0);
     while (1) {
         return 0 if $call->{closed};
         $self->_flush($conn);
