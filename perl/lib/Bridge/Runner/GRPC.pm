@@ -116,6 +116,8 @@ queued. Returns the number of ready handles (0 on timeout or a signal).
 
 sub pump {
     my ($self, $timeout) = @_;
+    # Frames queued outside a turn (trailers from the slot loop) go first.
+    $self->_after;
     my $r = IO::Select->new;
     my $w = IO::Select->new;
     $r->add($self->{listener}) if $self->{listener};
