@@ -75,6 +75,14 @@ for my $name (sort keys %{ $cases->{RequestFrame} }) {
     ok $got->{end}, 'end still read after unknown fields';
 }
 
+# Var fields in the other order, and repeated: protobuf allows both.
+{
+    my $v = sub { my ($n, $s) = @_; chr($n << 3 | 2) . Bridge::Runner::Proto::_varint(length $s) . $s };
+    my $head = $v->(2, $v->(2, 'val') . $v->(1, 'NAME')) . $v->(2, $v->(1, 'A') . $v->(1, 'B') . $v->(2, 'x'));
+    my $got = decode_request_frame($v->(1, $head));
+    is_deeply $got->{head}{vars}, [ [ 'NAME', 'val' ], [ 'B', 'x' ] ], 'Var fields out of order or repeated';
+}
+
 # Malformed input dies with a message instead of looping or reading past the end.
 for my $bad ("\x12\x05abc", "\x0a\xff", "\x1b") {
     ok !eval { decode_request_frame($bad); 1 }, 'malformed ' . unpack('H*', $bad) . ' dies';

@@ -16,7 +16,7 @@ use strict;
 use warnings;
 
 use Errno ();
-use IO::Select;
+use IO::Select;    # blocking writes at shutdown
 use IO::Socket::UNIX;
 use Socket qw(SOCK_STREAM);
 use Scalar::Util ();
@@ -118,30 +118,30 @@ sub pump {
     my ($self, $timeout) = @_;
     # Frames queued outside a turn (trailers from the slot loop) go first.
     $self->_after;
-    my $r = IO::Select->new;
-    my $w = IO::Select->new;
-    $r->add($self->{listener}) if $self->{listener};
-    for my $conn (values %{ $self->{conns} }) {
-        $r->add($conn->{sock});
-        $w->add($conn->{sock}) if length $conn->{out};
+    my ($rin, $win) = ('', '');
+    my $listener = $self->{listener};
+    vec($rin, fileno $listener, 1) = 1 if $listener;
+    my $conns = $self->{conns};
+    for my $fd (keys %$conns) {
+        vec($rin, $fd, 1) = 1;
+        vec($win, $fd, 1) = 1 if length $conns->{$fd}{out};
     }
-    return 0 unless $r->count;
-    my ($readable, $writable) = IO::Select->select($r, $w, undef, $timeout);
-    return 0 unless $readable;    # timeout or EINTR
-    for my $fh (@$writable) {
-        my $conn = $self->{conns}{ fileno $fh } or next;
+    return 0 unless length $rin;
+    my $n = select(my $rout = $rin, my $wout = $win, undef, $timeout);
+    return 0 if $n <= 0;    # timeout or EINTR
+    for my $fd (keys %$conns) {
+        next unless length $win && vec($wout, $fd, 1);
+        my $conn = $conns->{$fd} or next;
         $self->_flush($conn);
     }
-    for my $fh (@$readable) {
-        if ($self->{listener} && $fh == $self->{listener}) {
-            $self->_accept;
-            next;
-        }
-        my $conn = $self->{conns}{ fileno $fh } or next;
+    $self->_accept if $listener && vec($rout, fileno $listener, 1);
+    for my $fd (keys %$conns) {
+        next unless vec($rout, $fd, 1);
+        my $conn = $conns->{$fd} or next;
         $self->_read($conn);
     }
     $self->_after;
-    return @$readable + @$writable;
+    return $n;
 }
 
 sub _accept {

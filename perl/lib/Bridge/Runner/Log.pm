@@ -32,7 +32,7 @@ my $json = eval { require Cpanel::JSON::XS; Cpanel::JSON::XS->new->utf8->canonic
 
 # The log's own copy of fd 2, taken before the app can touch STDERR.
 my $out;
-my @streams;    # Stream objects whose partial lines end_request flushes
+our @streams;    # Stream objects whose partial lines end_request flushes
 
 sub init {
     return if $out;
@@ -98,7 +98,10 @@ sub _ts {
 # Flush partial lines of STDOUT/STDERR and psgi.errors at the end of a request.
 sub end_request {
     $_->flush_pending for grep { defined } @streams;
-    @streams = grep { defined } @streams;
+    # Drop the freed ones in place: a copy of a weak reference is strong.
+    for (my $i = $#streams; $i >= 0; $i--) {
+        splice(@streams, $i, 1) unless defined $streams[$i];
+    }
 }
 
 sub _register {

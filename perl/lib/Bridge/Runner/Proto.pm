@@ -182,10 +182,13 @@ sub _each_field {
 
 sub _read_varint {
     my ($buf, $pos) = @_;
-    my ($v, $shift) = (0, 0);
+    die "protobuf: truncated varint\n" if $$pos >= length $$buf;
+    my $b = ord substr($$buf, $$pos++, 1);
+    return $b if $b < 0x80;    # the usual case: tags and short lengths
+    my ($v, $shift) = ($b & 0x7f, 7);
     while (1) {
         die "protobuf: truncated varint\n" if $$pos >= length $$buf;
-        my $b = ord substr($$buf, $$pos++, 1);
+        $b = ord substr($$buf, $$pos++, 1);
         $v |= ($b & 0x7f) << $shift if $shift < 64;
         return $v unless $b & 0x80;
         $shift += 7;
@@ -194,6 +197,15 @@ sub _read_varint {
 }
 
 sub _int64 { my $v = shift; $v >= 2**63 ? unpack('q', pack('Q', $v)) : $v }
+
+# Field numbers of the decoded messages, from %FIELDS.
+my ($RF_HEAD, $RF_BODY, $RF_END) = map { $FIELDS{RequestFrame}{$_}[0] } qw(head body end);
+my ($RH_ID, $RH_VARS, $RH_SCHEME, $RH_LENGTH) =
+  map { $FIELDS{RequestHead}{$_}[0] } qw(request_id vars url_scheme content_length);
+my ($VAR_NAME, $VAR_VALUE) = map { $FIELDS{Var}{$_}[0] } qw(name value);
+# Tags of the length-delimited fields read inline by _decode_head.
+my ($VAR_NAME_TAG, $VAR_VALUE_TAG) = (($VAR_NAME << 3) | 2, ($VAR_VALUE << 3) | 2);
+my $VARS_TAG = ($RH_VARS << 3) | 2;
 
 =head2 decode_request_frame($bytes)
 
@@ -206,47 +218,130 @@ strings. content_length defaults to 0 as in proto3 (the head always sets it).
 sub decode_request_frame {
     my $buf   = shift;
     my %frame = (body => '', end => 0);
-    my $n     = $NUM{RequestFrame};
-    _each_field(\$buf, sub {
-        my $name = $n->{ $_[0] } or return;
-        if ($name eq 'head') {
-            $frame{head} = _decode_head($_[1]);
-        }
-        elsif ($name eq 'body') {
-            # Several body fields would be merged by protobuf: last one wins
-            # for scalars, which is what a single field means here.
-            $frame{body} = $_[1];
-        }
-        elsif ($name eq 'end') {
-            $frame{end} = $_[1] ? 1 : 0;
-        }
-    });
+    my ($pos, $len) = (0, length $buf);
+    while ($pos < $len) {
+        my ($num, $v) = _field(\$buf, \$pos);
+        next unless defined $v;
+        if    ($num == $RF_HEAD) { $frame{head} = _decode_head($v) }
+        elsif ($num == $RF_BODY) { $frame{body} = $v }    # last one wins, as protobuf
+        elsif ($num == $RF_END)  { $frame{end}  = $v ? 1 : 0 }
+    }
     return \%frame;
+}
+
+# One field at $$pos: (number, value), where value is the integer of a
+# varint, the bytes of a length-delimited field, or undef (fixed, skipped).
+sub _field {
+    my ($buf, $pos) = @_;
+    my $tag = _read_varint($buf, $pos);
+    my ($num, $wire) = ($tag >> 3, $tag & 7);
+    die "protobuf: field number 0\n" unless $num;
+    if ($wire == 2) {
+        my $n = _read_varint($buf, $pos);
+        die "protobuf: truncated field $num\n" if $$pos + $n > length $$buf;
+        my $v = substr($$buf, $$pos, $n);
+        $$pos += $n;
+        return ($num, $v);
+    }
+    return ($num, _read_varint($buf, $pos)) if $wire == 0;
+    if    ($wire == 1) { $$pos += 8 }
+    elsif ($wire == 5) { $$pos += 4 }
+    else { die "protobuf: unsupported wire type $wire (field $num)\n" }
+    die "protobuf: truncated message\n" if $$pos > length $$buf;
+    return ($num, undef);
 }
 
 sub _decode_head {
     my $buf  = shift;
     my %head = (request_id => '', vars => [], url_scheme => '', content_length => 0);
-    my $n    = $NUM{RequestHead};
-    my $v    = $NUM{Var};
-    _each_field(\$buf, sub {
-        my $name = $n->{ $_[0] } or return;
-        if ($name eq 'vars') {
-            my @var = ('', '');
-            _each_field(\$_[1], sub {
-                my $f = $v->{ $_[0] } or return;
-                $var[ $f eq 'name' ? 0 : 1 ] = $_[1];
-            });
-            push @{ $head{vars} }, \@var;
+    my $vars = $head{vars};
+    my ($pos, $len) = (0, length $buf);
+    while ($pos < $len) {
+        # The vars are most of a head: read them inline, without a call per
+        # field (Perl's calls cost more than the bytes). Anything unusual
+        # (long varints, other field order, unknown fields) takes _field.
+        if ($pos + 4 <= $len) {
+            # Name and value under 128 bytes: one unpack for four bytes.
+            my ($t, $l, $t2, $nl) = unpack "x$pos C4", $buf;
+            if ($t == $VARS_TAG && $l < 0x80 && $t2 == $VAR_NAME_TAG && $nl < 0x80 && $pos + 2 + $l <= $len) {
+                my $end = $pos + 2 + $l;
+                my $vp  = $pos + 4 + $nl;
+                if ($vp == $end) {
+                    push @$vars, [ substr($buf, $pos + 4, $nl), '' ];
+                    $pos = $end;
+                    next;
+                }
+                if ($vp + 2 <= $end) {
+                    my ($t3, $vl) = unpack "x$vp C2", $buf;
+                    if ($t3 == $VAR_VALUE_TAG && $vl < 0x80 && $vp + 2 + $vl == $end) {
+                        push @$vars, [ substr($buf, $pos + 4, $nl), substr($buf, $vp + 2, $vl) ];
+                        $pos = $end;
+                        next;
+                    }
+                }
+            }
         }
-        elsif ($name eq 'content_length') {
-            $head{content_length} = _int64($_[1]);
+        if (ord(substr($buf, $pos, 1)) == $VARS_TAG) {
+            my $p = $pos + 1;
+            my $l = _short_varint($buf, \$p);
+            if (defined $l && $p + $l <= $len) {
+                my $end = $p + $l;
+                my $var = _fast_var($buf, $p, $end);
+                $pos = $end;
+                push @$vars, $var || _decode_var(substr($buf, $p, $l));
+                next;
+            }
         }
-        else {
-            $head{$name} = $_[1];
-        }
-    });
+        my ($num, $v) = _field(\$buf, \$pos);
+        next unless defined $v;
+        if    ($num == $RH_VARS)   { push @$vars, _decode_var($v) }
+        elsif ($num == $RH_ID)     { $head{request_id}     = $v }
+        elsif ($num == $RH_SCHEME) { $head{url_scheme}     = $v }
+        elsif ($num == $RH_LENGTH) { $head{content_length} = _int64($v) }
+    }
     return \%head;
+}
+
+# A varint of one or two bytes at $$p (lengths under 16 KiB), or undef.
+sub _short_varint {
+    my ($buf, $p) = @_;
+    my $b = ord substr($_[0], $$p, 1);
+    if ($b < 0x80) { $$p += 1; return $b }
+    my $b2 = ord substr($_[0], $$p + 1, 1);
+    return undef if $b2 >= 0x80 || $$p + 2 > length $_[0];
+    $$p += 2;
+    return ($b & 0x7f) | ($b2 << 7);
+}
+
+# [name, value] of a Var laid out as name then value, or undef.
+sub _fast_var {
+    my (undef, $p, $end) = @_;
+    return [ '', '' ] if $p == $end;
+    return undef unless ord(substr($_[0], $p, 1)) == $VAR_NAME_TAG;
+    $p++;
+    my $nl = _short_varint($_[0], \$p);
+    return undef unless defined $nl && $p + $nl <= $end;
+    my $name = substr($_[0], $p, $nl);
+    $p += $nl;
+    return [ $name, '' ] if $p == $end;
+    return undef unless ord(substr($_[0], $p, 1)) == $VAR_VALUE_TAG;
+    $p++;
+    my $vl = _short_varint($_[0], \$p);
+    return undef unless defined $vl && $p + $vl == $end;
+    return [ $name, substr($_[0], $p, $vl) ];
+}
+
+sub _decode_var {
+    my $buf = shift;
+    my @var = ('', '');
+    my ($pos, $len) = (0, length $buf);
+    while ($pos < $len) {
+        my ($num, $v) = _field(\$buf, \$pos);
+        next unless defined $v;
+        if    ($num == $VAR_NAME)  { $var[0] = $v }
+        elsif ($num == $VAR_VALUE) { $var[1] = $v }
+    }
+    return \@var;
 }
 
 1;

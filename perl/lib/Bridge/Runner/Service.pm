@@ -54,9 +54,7 @@ sub listen { my $self = shift; $self->{grpc}->listen(@_) }
 # Drain and exit after the current request ($why: for the log).
 sub stop {
     my ($self, $why) = @_;
-    return if $self->{stop};
-    $self->{stop}     = $why;
-    $self->{stop_seq} = Bridge::Runner::Slot::last_seq();
+    $self->{stop} ||= $why;
 }
 
 sub stopping { $_[0]{stop} }
@@ -73,6 +71,12 @@ sub run {
     my $self = shift;
     my $grpc = $self->{grpc};
     while (1) {
+        if ($self->{stop} && !defined $self->{stop_seq}) {
+            # Requests Go has already sent are in flight from its side:
+            # take in what the socket holds, and serve up to there.
+            for (1 .. 100) { last unless $grpc->pump(0) }
+            $self->{stop_seq} = Bridge::Runner::Slot::last_seq();
+        }
         $self->_tidy;
         my $slot = $self->_next_ready;
         if (!$slot) {
@@ -121,7 +125,7 @@ sub _next_ready {
         my $s = $slot->ready_seq // next;
         # Stopping: only requests that had arrived by then (a new head on a
         # slot would otherwise keep the worker alive for ever).
-        next if $self->{stop} && $s > $self->{stop_seq};
+        next if defined $self->{stop_seq} && $s > $self->{stop_seq};
         ($best, $seq) = ($slot, $s) if !defined $seq || $s < $seq;
     }
     return $best;
