@@ -37,6 +37,12 @@ use Bridge::Runner::Log;
     };
 }
 
+# Closed streams are dropped from the library's table this many seconds
+# after they closed (1.10 keeps them for ever; a long-lived worker would
+# grow with every cancelled slot). A frame for a dropped stream would be a
+# connection error, so the delay is long enough for none to be in flight.
+our $PRUNE_AFTER = 60;
+
 # gRPC status codes used here.
 use constant { OK => 0, INTERNAL => 13, UNIMPLEMENTED => 12 };
 
@@ -118,10 +124,11 @@ sub pump {
     my ($self, $timeout) = @_;
     # Frames queued outside a turn (trailers from the slot loop) go first.
     $self->_after;
+    my $conns = $self->{conns};
+    $self->_prune($_) for grep { $_->{closed_at} } values %$conns;
     my ($rin, $win) = ('', '');
     my $listener = $self->{listener};
     vec($rin, fileno $listener, 1) = 1 if $listener;
-    my $conns = $self->{conns};
     for my $fd (keys %$conns) {
         vec($rin, $fd, 1) = 1;
         vec($win, $fd, 1) = 1 if length $conns->{$fd}{out};
@@ -142,6 +149,21 @@ sub pump {
     }
     $self->_after;
     return $n;
+}
+
+sub _prune {
+    my ($self, $conn) = @_;
+    my $closed = $conn->{closed_at} or return;
+    my $now = time;
+    return if $PRUNE_AFTER && ($conn->{pruned_at} // 0) > $now - 10;
+    $conn->{pruned_at} = $now;
+    my $streams = $conn->{h2}{con}{streams};
+    for my $sid (keys %$closed) {
+        next if $closed->{$sid} > $now - $PRUNE_AFTER;
+        delete $closed->{$sid};
+        delete $streams->{$sid} if $streams->{$sid} && ($streams->{$sid}{state} // 0) == CLOSED;
+    }
+    delete $conn->{closed_at} unless %$closed;
 }
 
 sub _accept {
@@ -373,7 +395,10 @@ sub _on_half_close {
 sub _on_closed {
     my $self = shift;
     return if $self->{closed}++;
-    delete $self->{conn}{calls}{ $self->{sid} } if $self->{conn};
+    if (my $conn = $self->{conn}) {
+        delete $conn->{calls}{ $self->{sid} };
+        $conn->{closed_at}{ $self->{sid} } = time;
+    }
     return if $self->{ended};
     # Reset by the client (gRPC cancellation) or the connection went away.
     if (my $cb = delete $self->{on_cancel}) {
