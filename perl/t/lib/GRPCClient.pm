@@ -26,6 +26,8 @@ use Protocol::HTTP2::Constants qw(:frame_types :flags :states :settings :errors)
     };
 }
 
+$SIG{PIPE} = 'IGNORE';    # a runner that exits must not kill the test
+
 sub new {
     my ($class, $path) = @_;
     my $sock = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) or die "connect $path: $!";
@@ -46,6 +48,11 @@ sub flush {
     while (length $self->{out}) {
         my $n = syswrite($self->{sock}, $self->{out});
         if (!defined $n) {
+            if ($!{EPIPE} || $!{ECONNRESET}) {    # the server is gone
+                $self->{eof} = 1;
+                $self->{out} = '';
+                return;
+            }
             die "write: $!" unless $!{EAGAIN};
             IO::Select->new($self->{sock})->can_write(1);
             next;
