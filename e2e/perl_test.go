@@ -115,6 +115,24 @@ func testPerlApp(t *testing.T, fx *fixture, app perlApp) {
 			}
 		})
 	})
+	if app.stream { // the Dancer2 app has the route
+		t.Run("X4_harakiri", func(t *testing.T) {
+			// Not parallel with the others: it retires a worker on purpose,
+			// and requests meanwhile must still all succeed.
+			r := get(t, fx.direct, "/harakiri")
+			if r.status != 200 || !strings.HasSuffix(string(r.body), " retiring\n") {
+				t.Fatalf("harakiri: %d %q", r.status, r.body)
+			}
+			for i := 0; i < 20; i++ {
+				get(t, fx.direct, "/hello/after").expect(t, 200, "Hello, after!")
+			}
+			if _, ok := fx.bridge.log.waitRecord(10*time.Second, func(l logRecord) bool {
+				return strings.Contains(l.raw, "worker ready") && strings.Contains(l.raw, `"worker":"w`) && strings.Contains(l.raw, ".1\"")
+			}); !ok {
+				t.Errorf("no replacement worker after harakiri:\n%s", fx.bridge.log.tail(20))
+			}
+		})
+	}
 	t.Run("P23_G2_error_page", func(t *testing.T) {
 		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
 			r := get(t, f, "/die")

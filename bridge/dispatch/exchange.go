@@ -136,6 +136,12 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 		if !f.End {
 			continue
 		}
+		if f.Retire {
+			// The runner exits after this response (psgix.harakiri):
+			// nothing more may be sent to it; the supervisor replaces it.
+			s.worker.retire()
+			log.Info().Str("worker", s.worker.Name).Msg("runner retires after this request")
+		}
 		if e := f.Error; e != nil {
 			log.Error().Str("worker", s.worker.Name).Str("kind", e.Kind).Str("traceback", e.Traceback).Msg("app error: " + e.Message)
 			if !res.HeadSent {

@@ -93,3 +93,11 @@ func (w *Worker) broken() {
 		w.OnBroken()
 	}
 }
+
+// retire takes the worker out of dispatch for good: its runner said it
+// exits after the current response.
+func (w *Worker) retire() {
+	if w.pool != nil {
+		w.pool.Remove(w)
+	}
+}

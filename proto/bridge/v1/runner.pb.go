@@ -613,8 +613,12 @@ type ResponseFrame struct {
 	Error *Error `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// The response is complete. With `abort` the body is known to be
 	// incomplete and the client connection must be cut, not ended cleanly.
-	End           bool `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
-	Abort         bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	End   bool `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	Abort bool `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	// Set with `end` when the runner will exit after this response (PSGI's
+	// psgix.harakiri.commit): Go sends it no further requests and starts a
+	// replacement, so nothing is dispatched into a process that is leaving.
+	Retire        bool `protobuf:"varint,7,opt,name=retire,proto3" json:"retire,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,6 +695,13 @@ func (x *ResponseFrame) GetAbort() bool {
 	return false
 }
 
+func (x *ResponseFrame) GetRetire() bool {
+	if x != nil {
+		return x.Retire
+	}
+	return false
+}
+
 var File_bridge_v1_runner_proto protoreflect.FileDescriptor
 
 const file_bridge_v1_runner_proto_rawDesc = "" +
@@ -733,14 +744,15 @@ const file_bridge_v1_runner_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\ttraceback\x18\x03 \x01(\tR\ttraceback\"\xc5\x01\n" +
+	"\ttraceback\x18\x03 \x01(\tR\ttraceback\"\xdd\x01\n" +
 	"\rResponseFrame\x12+\n" +
 	"\x04head\x18\x01 \x01(\v2\x17.bridge.v1.ResponseHeadR\x04head\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12#\n" +
 	"\x04file\x18\x03 \x01(\v2\x0f.bridge.v1.FileR\x04file\x12&\n" +
 	"\x05error\x18\x04 \x01(\v2\x10.bridge.v1.ErrorR\x05error\x12\x10\n" +
 	"\x03end\x18\x05 \x01(\bR\x03end\x12\x14\n" +
-	"\x05abort\x18\x06 \x01(\bR\x05abort2\x8c\x01\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x16\n" +
+	"\x06retire\x18\a \x01(\bR\x06retire2\x8c\x01\n" +
 	"\x06Runner\x12C\n" +
 	"\bDescribe\x12\x1a.bridge.v1.DescribeRequest\x1a\x1b.bridge.v1.DescribeResponse\x12=\n" +
 	"\x04Slot\x12\x17.bridge.v1.RequestFrame\x1a\x18.bridge.v1.ResponseFrame(\x010\x01B!Z\x1fbridge/proto/bridge/v1;bridgev1b\x06proto3"

@@ -56,6 +56,13 @@ get '/stream' => sub {
 
 get '/redirect' => sub { redirect '/hello/redirected' };
 
+# X4: ask the runner to exit after this response; bridge replaces it.
+get '/harakiri' => sub {
+    content_type 'text/plain';
+    request->env->{'psgix.harakiri.commit'} = 1 if request->env->{'psgix.harakiri'};
+    return "pid $$ retiring\n";
+};
+
 get '/die' => sub { die "secret failure detail\n" };
 
 1;

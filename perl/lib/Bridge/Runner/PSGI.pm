@@ -74,7 +74,7 @@ sub handle {
     }
 
     my $env  = $self->env($head, $input);
-    my $resp = Bridge::Runner::Response->new(slot => $slot, is_head => $env->{REQUEST_METHOD} eq 'HEAD');
+    my $resp = Bridge::Runner::Response->new(slot => $slot, env => $env, is_head => $env->{REQUEST_METHOD} eq 'HEAD');
     $self->run_app($env, $resp);
 
     if ($resp->gone) {

@@ -35,7 +35,7 @@ our %FIELDS = (
     Error        => { kind => [1, 'string'], message => [2, 'string'], traceback => [3, 'string'] },
     ResponseFrame => {
         head => [1, 'ResponseHead'], body => [2, 'bytes'], file => [3, 'File'],
-        error => [4, 'Error'], end => [5, 'bool'], abort => [6, 'bool'],
+        error => [4, 'Error'], end => [5, 'bool'], abort => [6, 'bool'], retire => [7, 'bool'],
     },
 );
 
@@ -97,7 +97,7 @@ sub _utf8 {
 
 %frame: head => {status, reason, headers => [[name, value], ...]},
 body, file => {path, offset, length}, error => {kind, message, traceback},
-end, abort. Header names/values and body must be byte strings.
+end, abort, retire. Header names/values and body must be byte strings.
 
 =cut
 
@@ -133,6 +133,7 @@ sub encode_response_frame {
     }
     $out .= $TAG{'ResponseFrame.end'} . "\x01"   if $f->{end};
     $out .= $TAG{'ResponseFrame.abort'} . "\x01" if $f->{abort};
+    $out .= $TAG{'ResponseFrame.retire'} . "\x01" if $f->{retire};
     return $out;
 }
 

@@ -28,6 +28,7 @@ sub new {
     my ($class, %a) = @_;
     return bless {
         slot      => $a{slot},
+        env       => $a{env},     # psgix.harakiri.commit is read at the end
         is_head   => $a{is_head} ? 1 : 0,
         code      => undef,
         reason    => '',
@@ -73,10 +74,20 @@ sub _send {
         $self->{head_sent} = 1;
         $f{head} = { status => $self->{code}, reason => $self->{reason}, headers => $self->{headers} };
     }
-    $self->{ended} = 1 if $f{end};
+    if ($f{end}) {
+        $self->{ended} = 1;
+        $f{retire} = 1 if $self->_retiring;
+    }
     return 1 if $self->{slot}->send(\%f);
     $self->{gone} = 1;
     return 0;
+}
+
+# The app asked for this worker to exit after the response (X4): the end
+# frame says so, and Go dispatches nothing more to this process.
+sub _retiring {
+    my $env = $_[0]{env};
+    return $env && $env->{'psgix.harakiri.commit'} ? 1 : 0;
 }
 
 # One chunk as frames of at most $MAX_CHUNK bytes; end/abort on the last.
@@ -234,7 +245,8 @@ sub fail {
     my ($kind, $message, $trace) = Bridge::Runner::Error::describe($err);
     $self->{ended} = 1;
     my %f = (error => { kind => $kind, message => $message, traceback => $trace }, end => 1);
-    $f{abort} = 1 if $self->{head_sent};
+    $f{abort}  = 1 if $self->{head_sent};
+    $f{retire} = 1 if $self->_retiring;
     my $ok = $self->{slot}->send(\%f);
     $self->{gone} = 1 unless $ok;
     return $ok;
