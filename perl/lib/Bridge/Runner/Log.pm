@@ -41,6 +41,15 @@ sub init {
     $out->autoflush(1);
 }
 
+# Sends the log to another handle (tests).
+sub output {
+    my $fh = shift;
+    init();
+    my $old = $out;
+    $out = $fh;
+    return $old;
+}
+
 sub enabled { ($LEVELS{ $_[0] } // 40) >= $threshold }
 
 sub max_line { $max_line }
