@@ -297,9 +297,24 @@ subtest 'X4 harakiri: response, cleanup, exit 0' => sub {
     my $c = GRPCClient->new(socket_of($p));
     my @f = slot_request($c, $c->open_stream('/bridge.v1.Runner/Slot'), path => '/harakiri');
     is body_of(@f), 'bye', 'response delivered';
+    ok $f[-1]{end} && $f[-1]{retire}, 'the end frame says the runner retires';
     is wait_exit($p, 10), 0, 'exit 0';
     open my $fh, '<', "$p->{dir}/cleanup.log" or die "no cleanup.log";
     is scalar(<$fh>), "cleanup ran\n", 'cleanup handler ran first';
+};
+
+subtest 'G25 the shutdown grace runs out: the app call is interrupted, its response fails, exit 0' => sub {
+    my $p = start_runner(args => [ '--grace', '0.5' ]);
+    my $c = GRPCClient->new(socket_of($p));
+    my $st = $c->open_stream('/bridge.v1.Runner/Slot');
+    $c->send_msg($st, request_bytes(path => '/sleep', query => '5'));
+    $c->pump(0.2);
+    my $t0 = time;
+    kill 'TERM', $p->{pid};
+    my $f = decode_response($c->next_msg($st, 10));
+    ok $f->{error} && $f->{end} && !$f->{head}, 'an error frame before the head';
+    cmp_ok time - $t0, '<', 3, 'well before the app would have finished';
+    is wait_exit($p, 10), 0, 'exit 0';
 };
 
 done_testing;

@@ -77,6 +77,7 @@ sub decode_response {
         }
         elsif ($n == 5) { $f{end}   = $v }
         elsif ($n == 6) { $f{abort} = $v }
+        elsif ($n == 7) { $f{retire} = $v }
     });
     return \%f;
 }

@@ -14,6 +14,7 @@ use Carp ();
 use File::Spec ();
 use Getopt::Long ();
 use Scalar::Util ();
+use Time::HiRes ();
 use overload ();
 use Bridge::Runner::Log;
 
@@ -154,7 +155,7 @@ sub install_signals {
         if ($signals == 1) {
             Bridge::Runner::Log::log(info => "SIG$sig: finishing the request in flight, then exiting");
             $service->stop("SIG$sig");
-            alarm($grace) if $grace && $grace > 0;
+            Time::HiRes::alarm($grace) if $grace && $grace > 0;
             return;
         }
         $hurry->("second SIG$sig");
