@@ -237,6 +237,21 @@ subtest 'two slots: served one at a time, in arrival order' => sub {
     is decode_response($b->{messages}[0])->{body}, 'hello world', 'b';
 };
 
+subtest 'G4 G16 a request cancelled while it waits for the app thread never starts' => sub {
+    my $a = $c->open_stream('/bridge.v1.Runner/Slot');
+    my $b = $c->open_stream('/bridge.v1.Runner/Slot');
+    $c->send_msg($a, request_bytes(path => '/sleep', query => '0.5'));
+    $c->pump(0.05);
+    $c->send_msg($b, request_bytes(path => '/touch', rid => 'queued-rid'));
+    $c->pump(0.05);
+    $c->cancel($b);
+    is decode_response($c->next_msg($a, 10))->{body}, 'slept', 'the running request finishes';
+    is body_of(slot_request($c, $a, path => '/hello')), 'hello world', 'and the loop goes on';
+    ok !-e "$p->{dir}/touched", 'the cancelled one was never run';
+    my ($rec) = grep { ($_->{message} // '') eq 'request cancelled before it started' } log_records($p);
+    is $rec->{request_id}, 'queued-rid', 'logged with its request id';
+};
+
 subtest 'G4 a cancelled stream: the writer dies, the body closes, a new slot works' => sub {
     my $st = $c->open_stream('/bridge.v1.Runner/Slot');
     $c->send_msg($st, request_bytes(path => '/endless'));

@@ -23,6 +23,18 @@ subtest 'hello world is one frame: head, body and end (P14)' => sub {
     is FakeSlot::header($res, 'Content-Length'), 11, 'Content-Length added for an arrayref body (P21)';
 };
 
+subtest 'bodies over 1 MiB go in frames of at most 1 MiB' => sub {
+    my $body = join '', map { chr(65 + $_ % 26) x 1000 } 1 .. 2600;    # 2.6 MB
+    my ($res, $result, $slot) = run_request(app_returning([ 200, [], [ $body ] ]));
+    my @f = $slot->sent;
+    is scalar @f, 3, 'three frames';
+    ok $f[0]{head} && !$f[1]{head} && !$f[2]{head}, 'the head with the first';
+    is_deeply [ map { length $_->{body} } @f ], [ 1 << 20, 1 << 20, length($body) - 2 * (1 << 20) ], 'chunk sizes';
+    ok !$f[0]{end} && !$f[1]{end} && $f[2]{end}, 'end with the last';
+    ok $res->{body} eq $body, 'same bytes';
+    cmp_ok $_->{_bytes}, '<', 4 << 20, 'each message under gRPC\'s 4 MiB limit' for @f;
+};
+
 subtest 'G9 reason phrases' => sub {
     my %want = (200 => 'OK', 404 => 'Not Found', 500 => 'Internal Server Error', 413 => 'Content Too Large',
         299 => '', 599 => '', 418 => '', 204 => 'No Content');

@@ -64,6 +64,11 @@ my %routes = (
         };
         [ 200, [ 'Content-Type' => 'text/plain' ], [ 'bye' ] ];
     },
+    '/touch' => sub {
+        open my $fh, '>>', "$ENV{BRIDGE_TEST_DIR}/touched" or die $!;
+        print $fh "touched\n";
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ 'touched' ] ];
+    },
     '/file' => sub {
         open my $fh, '<', "$ENV{BRIDGE_TEST_DIR}/file.txt" or die $!;
         [ 200, [ 'Content-Type' => 'text/plain' ], $fh ];

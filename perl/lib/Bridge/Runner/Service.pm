@@ -138,7 +138,15 @@ sub _tidy {
     my @keep;
     for my $slot (@{ $self->{slots} }) {
         $slot->close_deferred;
-        next if $slot->closed;
+        if ($slot->closed) {
+            # Cancelled while it waited for the app thread: never started.
+            while (my $f = $slot->take) {
+                next unless $f->{head};
+                Bridge::Runner::Log::log(info => 'request cancelled before it started',
+                    request_id => $f->{head}{request_id});
+            }
+            next;
+        }
         $slot->finish if $slot->half_closed && !defined $slot->ready_seq;
         push @keep, $slot;
     }
