@@ -125,6 +125,19 @@ subtest 'request cancelled while its body arrives: the app is not called' => sub
     is $res->{frames}, 0, 'nothing sent';
 };
 
+subtest 'a body that cannot be buffered: an input error, the app is not called' => sub {
+    my $called = 0;
+    my $body   = 'z' x ((1 << 20) + 10);
+    my ($res, $result) = run_request(sub { $called++; [ 200, [], [] ] },
+        method => 'POST', body => $body, chunks => [ substr($body, 0, 1 << 20), substr($body, 1 << 20) ],
+        _psgi => { input_dir => '/nonexistent/dir' });
+    is $called, 0, 'app not called';
+    ok !defined $res->{status}, 'no head';
+    is $res->{error}{kind}, 'input', 'Error.kind input';
+    like $res->{error}{message}, qr/cannot buffer the request body/, 'says why';
+    ok $res->{end}, 'end (Go answers 500)';
+};
+
 subtest 'P5 url_scheme https, G19 bridge.request_id' => sub {
     run_request($keep, scheme => 'https', rid => 'req-42');
     is $seen->{'psgi.url_scheme'}, 'https', 'https';

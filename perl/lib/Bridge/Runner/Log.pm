@@ -141,7 +141,7 @@ sub errors_handle {
     require Symbol;
     my $fh = Symbol::gensym();
     tie *$fh, 'Bridge::Runner::Log::Stream', 'errors', 'info', $rid;
-    return $fh;
+    return bless $fh, 'Bridge::Runner::Log::Handle';
 }
 
 # Point STDOUT and STDERR at the log (G7). fd 1 becomes a copy of fd 2, so
@@ -242,7 +242,17 @@ sub OPEN {
 sub UNTIE   { $_[0]->flush_pending }
 sub DESTROY { $_[0]->flush_pending }
 
-# IO::Handle-style methods on psgi.errors when it is used as an object.
-sub flush   { 1 }
+package Bridge::Runner::Log::Handle;
+# psgi.errors as an object: IO::Handle's methods (print, printf, say,
+# close...) reach the tied Stream; flush logs a pending partial line (G8),
+# which IO::Handle's own flush cannot do for a tied handle.
+use IO::Handle ();
+our @ISA = ('IO::Handle');
+
+sub flush {
+    my $stream = tied *{ $_[0] };
+    $stream->flush_pending if $stream;
+    return 1;
+}
 
 1;

@@ -55,7 +55,14 @@ sub handle {
     # psgix.input.buffered: the whole body before the app runs (X1).
     my $cl    = $head->{content_length} // -1;
     my $input = Bridge::Runner::Input->new(limit => $cl >= 0 ? $cl : undef, dir => $self->{input_dir});
-    $input->add($first->{body});
+    my $input_error;
+    my $add = sub {
+        return if $input_error;
+        # A full disk must not take the runner down: the request fails,
+        # the rest of its body is still read (the slot stays in step).
+        eval { $input->add(shift); 1 } or $input_error = Bridge::Runner::Log::text("$@");
+    };
+    $add->($first->{body});
     my $ended = $first->{end};
     while (!$ended) {
         my $f = $slot->next_frame;
@@ -69,8 +76,14 @@ sub handle {
             $result{next} = $f;
             last;
         }
-        $input->add($f->{body});
+        $add->($f->{body});
         $ended = $f->{end};
+    }
+    if (defined $input_error) {
+        chomp $input_error;
+        $slot->send({ error => { kind => 'input', message => "cannot buffer the request body: $input_error" }, end => 1 });
+        Bridge::Runner::Log::end_request();
+        return \%result;
     }
 
     my $env  = $self->env($head, $input);

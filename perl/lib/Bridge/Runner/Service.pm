@@ -107,8 +107,17 @@ sub _serve {
         return;
     }
     $self->{busy} = 1;
-    my $res = $self->{psgi}->handle($slot, $frame);
+    my $res = eval { $self->{psgi}->handle($slot, $frame) };
     $self->{busy} = 0;
+    if (!$res) {
+        # A bug in the shim (the app's own failures are caught inside).
+        my $err = Bridge::Runner::Log::text("$@");
+        Bridge::Runner::Log::log(error => "internal error serving a request: $err", kind => 'internal',
+            request_id => $frame->{head}{request_id});
+        $slot->send({ error => { kind => 'internal', message => 'internal error in the PSGI runner', traceback => $err },
+            end => 1, abort => 1 }) unless $slot->closed;
+        return;
+    }
     $slot->unshift_frame($res->{next}) if $res->{next};
     $slot->{deferred} = $res->{response} if $res->{response};
     if ($res->{harakiri}) {
