@@ -69,7 +69,9 @@ sub main {
     # As Starman and plackup -E deployment: no development middleware.
     $ENV{PLACK_ENV} //= 'deployment';
 
-    my $app = load_app($opt{app}) or return 1;
+    my $app = load_app($opt{app});
+    Bridge::Runner::Log::end_request();    # a partial line printed while loading
+    return 1 unless $app;
     if ($opt{lint}) {
         require Plack::Middleware::Lint;
         $app = Plack::Middleware::Lint->wrap($app);
