@@ -143,6 +143,8 @@ subtest 'G7 the app printing during load and requests never reaches stdout' => s
     my @frames = slot_request($c, $c->open_stream('/bridge.v1.Runner/Slot'), path => '/print', rid => 'rid-print');
     is body_of(@frames), 'unchanged', 'response unchanged';
     ok !IO::Select->new($p->{out})->can_read(0.2) || !defined readline($p->{out}), 'nothing more on the handshake pipe';
+    my ($loading) = grep { ($_->{message} // '') eq 'fixture loading' } log_records($p);
+    is $loading->{stream}, 'stdout', 'a print while loading is a log record, not a line before the handshake';
     my @recs = grep { ($_->{request_id} // '') eq 'rid-print' } log_records($p);
     my %by;
     push @{ $by{ $_->{stream} // 'none' } }, $_->{message} for @recs;

@@ -2,6 +2,8 @@
 use strict;
 use warnings;
 
+print "fixture loading\n";    # G7: must not get before the handshake
+
 my %routes = (
     '/hello' => sub { [ 200, [ 'Content-Type' => 'text/plain' ], [ 'hello world' ] ] },
     '/echo'  => sub {
