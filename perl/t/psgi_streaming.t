@@ -108,6 +108,13 @@ subtest 'G13 writer and Content-Length' => sub {
     });
     is $res->{body}, 'abcd', 'truncated at the declared length';
     ok !$res->{abort}, 'complete';
+    my $slot;
+    ($logs, $res, undef, $slot) = capture_logs(sub {
+        run_request(sub { sub { my $w = shift->([ 200, [ 'Content-Length' => 4 ] ]); $w->write('abcd'); $w->write('x'); $w->close } });
+    });
+    is $res->{body}, 'abcd', 'exactly the declared length';
+    is $res->{frames}, 3, 'head, body, end: no empty frame for the cut chunk';
+    ok $res->{end} && !$res->{error} && !$res->{abort}, 'a clean end';
     ($logs, $res) = capture_logs(sub {
         run_request(sub { sub { my $w = shift->([ 200, [ 'Content-Length' => 4 ] ]); $w->write('ab'); $w->close } });
     });

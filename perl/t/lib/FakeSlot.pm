@@ -24,6 +24,8 @@ sub send {
         $self->{cancelled} = 1;
         return 0;
     }
+    die "empty ResponseFrame sent\n" unless $f->{head} || $f->{file} || $f->{error} || $f->{end} || length($f->{body} // '');
+    die "empty body field sent\n" if exists $f->{body} && !length $f->{body};
     # Through the real codec, so tests see what Go would see.
     require Bridge::Runner::Proto;
     my $bytes = Bridge::Runner::Proto::encode_response_frame($f);

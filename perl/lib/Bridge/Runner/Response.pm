@@ -96,6 +96,9 @@ sub _send_body {
     while (length($data) > $MAX_CHUNK) {
         $self->_send(body => substr($data, 0, $MAX_CHUNK, '')) or return 0;
     }
+    # Never an empty frame (CONTRACT: "Never send an empty body"), e.g. for
+    # a chunk that the Content-Length cut to nothing.
+    return 1 unless length $data || %last || !$self->{head_sent};
     return $self->_send((length $data ? (body => $data) : ()), %last);
 }
 
