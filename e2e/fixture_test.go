@@ -232,3 +232,28 @@ func (fx *fixture) expectClosedOnce(t *testing.T, token string) {
 		}
 	}
 }
+
+// streamed is a response read line by line, with when each line arrived.
+type streamed struct {
+	resp  *http.Response
+	lines []string
+	at    []time.Duration // since the request was sent
+	total time.Duration
+}
+
+// getStream GETs path and reads the body line by line (W23 timing checks).
+func getStream(t *testing.T, f front, path string) streamed {
+	t.Helper()
+	req := newRequest(t, f, http.MethodGet, path, nil, nil)
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines, at, err := timedLines(resp.Body, start)
+	if err != nil {
+		t.Fatalf("GET %s via %s: body: %v (lines so far %q)", path, f.name, err, lines)
+	}
+	return streamed{resp: resp, lines: lines, at: at, total: time.Since(start)}
+}

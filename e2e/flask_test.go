@@ -68,24 +68,13 @@ func TestFlask(t *testing.T) {
 	t.Run("W23_streaming", func(t *testing.T) {
 		t.Parallel()
 		forFronts(t, fx.fronts, unbuffered, func(t *testing.T, f front) {
-			req := newRequest(t, f, http.MethodGet, "/stream?n=3&delay=1", nil, nil)
-			start := time.Now()
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			lines, at, err := timedLines(resp.Body, start)
-			if err != nil {
-				t.Fatalf("body: %v (lines so far %q)", err, lines)
-			}
+			st := getStream(t, f, "/stream?n=3&delay=1")
 			want := "chunk 0 of 3 /stream\nchunk 1 of 3 /stream\nchunk 2 of 3 /stream\n"
-			if resp.StatusCode != 200 || strings.Join(lines, "") != want {
-				t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, strings.Join(lines, ""), want)
+			if st.resp.StatusCode != 200 || strings.Join(st.lines, "") != want {
+				t.Fatalf("got %d %q, want 200 %q", st.resp.StatusCode, strings.Join(st.lines, ""), want)
 			}
-			total := time.Since(start)
-			if at[0] > time.Second || total < 2*time.Second {
-				t.Errorf("first chunk after %v, whole stream %v: want < 1s and ≥ 2s (W23)", at[0], total)
+			if st.at[0] > time.Second || st.total < 2*time.Second {
+				t.Errorf("first chunk after %v, whole stream %v: want < 1s and ≥ 2s (W23)", st.at[0], st.total)
 			}
 		})
 	})

@@ -87,19 +87,12 @@ func testPerlApp(t *testing.T, fx *fixture, app perlApp) {
 	if app.stream {
 		t.Run("P17_P18_streaming", func(t *testing.T) {
 			forFronts(t, fx.fronts, unbuffered, func(t *testing.T, f front) {
-				req := newRequest(t, f, http.MethodGet, "/stream", nil, nil)
-				start := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatal(err)
+				st := getStream(t, f, "/stream")
+				if strings.Join(st.lines, "") != "tick 1\ntick 2\ntick 3\n" {
+					t.Fatalf("stream: %q", st.lines)
 				}
-				defer resp.Body.Close()
-				lines, at, err := timedLines(resp.Body, start)
-				if err != nil || strings.Join(lines, "") != "tick 1\ntick 2\ntick 3\n" {
-					t.Fatalf("stream: %q %v", lines, err)
-				}
-				if total := time.Since(start); at[0] > time.Second || total < 2*time.Second {
-					t.Errorf("first chunk after %v, whole stream %v: want < 1s and ≥ 2s", at[0], total)
+				if st.at[0] > time.Second || st.total < 2*time.Second {
+					t.Errorf("first chunk after %v, whole stream %v: want < 1s and ≥ 2s", st.at[0], st.total)
 				}
 			})
 		})
