@@ -9,7 +9,8 @@ use Test::More;
 use File::Spec;
 use Plack::Test::Suite;
 
-my $bin = $ENV{BRIDGE_BIN} // '';
+# bridge's binary: $BRIDGE_BIN, else the repository's bin/bridge (`make build`).
+my $bin = $ENV{BRIDGE_BIN} // "$FindBin::Bin/../../bin/bridge";
 if (!-x $bin) {
     fail("BRIDGE_BIN ($bin) is not an executable bridge binary: run `make build` and set BRIDGE_BIN=bin/bridge");
     done_testing;
