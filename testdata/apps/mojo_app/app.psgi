@@ -24,10 +24,20 @@ post '/upload' => sub ($c) {
     $c->render(json => { name => $up->filename, size => length($data), sha256 => sha256_hex($data) });
 };
 
-# No streaming route: Mojo's write/write_chunk callbacks run on Mojo's
-# IOLoop, which a blocking PSGI server (psgi.nonblocking false: bridge,
-# Starman, uWSGI) never runs, so Mojo's PSGI body would only ever yield the
-# first chunk. Streaming is tested with the Dancer2 app.
+# Streaming through Mojo's PSGI adapter: each getline of the PSGI body
+# emits Mojo's drain event, which runs the next write callback, so chunks go
+# out one by one as they are produced. (write_chunk would chunk-encode into
+# the body itself, and IOLoop timers never fire under a blocking server, so
+# the pauses here are plain sleeps, as real work would be.)
+get '/stream' => sub ($c) {
+    $c->res->headers->content_type('text/plain');
+    $c->res->headers->content_length(21);
+    $c->write("tick 1\n" => sub ($c, @) {
+        sleep 1;
+        $c->write("tick 2\n" => sub ($c, @) { sleep 1; $c->write("tick 3\n") });
+    });
+};
+
 get '/redirect' => sub ($c) { $c->redirect_to('/hello/redirected') };
 
 get '/die' => sub ($c) { die "secret failure detail\n" };
