@@ -1,0 +1,108 @@
+# frozen_string_literal: true
+# Start-up: logs, app load, gRPC server, handshake, shutdown.
+require 'optparse'
+require 'bridge_runner/log'
+
+module BridgeRunner
+  module Main
+    module_function
+
+    def run(argv)
+      opts = { app: 'config.ru', threads: nil }
+      OptionParser.new do |o|
+        o.on('--app FILE') { |v| opts[:app] = v }
+        o.on('--threads N', Integer) { |v| opts[:threads] = v }
+        o.on('--lint') { opts[:lint] = true }
+      end.parse!(argv)
+      log_io = $stderr.dup
+      log_io.sync = true
+      Log.io = log_io
+      unless ENV['BRIDGE_PLUGIN'] == 'runner-v1'
+        Log.error('this is a bridge runner plugin: start it through bridge (BRIDGE_PLUGIN is not runner-v1)')
+        exit 1
+      end
+      sock_dir = ENV['PLUGIN_UNIX_SOCKET_DIR']
+      if sock_dir.nil? || sock_dir.empty?
+        Log.error('PLUGIN_UNIX_SOCKET_DIR is not set')
+        exit 1
+      end
+      threads = opts[:threads] || Integer(ENV['BRIDGE_THREADS'] || '1', exception: false) || 1
+      threads = 1 if threads < 1
+      workers = Integer(ENV['BRIDGE_WORKERS'] || '1', exception: false) || 1
+
+      # G7: keep the real stdout for the handshake; fd 1 and $stdout become logs.
+      handshake = IO.new(1).dup
+      handshake.sync = true
+      rd, wr = IO.pipe
+      $stdout.reopen(wr)
+      wr.close
+      Thread.new do
+        rd.each_line { |l| Log.info(l.chomp, stream: 'stdout', request_id: nil) }
+      rescue StandardError
+        nil
+      end
+      $stdout = Log::LineWriter.new('stdout')
+      $stderr = Log::LineWriter.new('stderr', 'warning')
+
+      require 'rack'
+      require 'bridge_runner/server'
+      rack3 = BridgeRunner.rack3?
+      begin
+        app = Rack::Builder.parse_file(opts[:app])
+        app = app[0] if app.is_a?(Array) # Rack 2 returns [app, options]
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        Log.error("cannot load #{opts[:app]}: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
+        exit! 1
+      end
+
+      require 'bridge_runner/server'
+      active = 0
+      lock = Mutex.new
+      idle = ConditionVariable.new
+      tracker = lambda do |d|
+        lock.synchronize do
+          active += d
+          idle.broadcast if active.zero?
+        end
+      end
+      sig_r, sig_w = IO.pipe
+      stop = -> { sig_w.write_nonblock('x') rescue nil }
+      describe = {
+        language: 'ruby', language_version: RUBY_VERSION,
+        interface: rack3 ? 'rack/3.0' : "rack/#{Rack::RELEASE.split('.')[0, 2].join('.')}",
+        app: opts[:app], threads: threads, pid: Process.pid,
+        server: "bridge-rack/#{VERSION} grpc/#{GRPC::VERSION} rack/#{Rack::RELEASE}"
+      }
+      factory = -> { Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker) }
+      server = GRPC::RpcServer.new(pool_size: threads + 4, max_waiting_requests: 1000, poll_period: 1)
+      path = File.join(sock_dir, "rack-#{Process.pid}.sock")
+      server.add_http2_port("unix:#{path}", :this_port_is_insecure)
+      server.handle(Runner.new(factory, describe))
+      server.handle(Health.new)
+      server.handle(Controller.new(stop))
+      server.handle(Stdio.new)
+      th = Thread.new { server.run }
+      server.wait_till_running(10)
+      trap('TERM') { stop.call }
+      trap('INT') { stop.call }
+      Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s) on #{path}")
+      handshake.write("1|1|unix|#{path}|grpc\n")
+      handshake.close
+
+      sig_r.read(1)
+      Log.info('shutting down: finishing in-flight requests')
+      grace = Float(ENV['BRIDGE_GRACE'] || '30', exception: false) || 30.0
+      deadline = Time.now + grace
+      lock.synchronize do
+        while active.positive? && (left = deadline - Time.now).positive?
+          idle.wait(lock, left)
+        end
+      end
+      Thread.new { sleep 5; exit!(0) }
+      server.stop rescue nil
+      th.join(5)
+      Log.info('stopped')
+      exit!(0)
+    end
+  end
+end

@@ -1,0 +1,85 @@
+# frozen_string_literal: true
+# gRPC services: bridge.v1.Runner plus go-plugin's health, controller, stdio.
+require 'grpc'
+require 'bridge_runner/slot'
+
+module BridgeRunner
+  VERSION = '0.1'
+
+  # Pass-through marshalling for go-plugin's services (raw protobuf bytes).
+  class RawBytes
+    def self.encode(s) = s
+    def self.decode(s) = s
+  end
+
+  class RunnerService
+    include GRPC::GenericService
+    self.marshal_class_method = :encode
+    self.unmarshal_class_method = :decode
+    self.service_name = 'bridge.v1.Runner'
+    rpc :Describe, Bridge::V1::DescribeRequest, Bridge::V1::DescribeResponse
+    rpc :Slot, stream(Bridge::V1::RequestFrame), stream(Bridge::V1::ResponseFrame)
+  end
+
+  class Runner < RunnerService
+    def initialize(slot_factory, describe)
+      @slot_factory = slot_factory
+      @describe = describe
+    end
+
+    def describe(_req, _call)
+      Bridge::V1::DescribeResponse.new(**@describe)
+    end
+
+    def slot(reqs, _call)
+      it = reqs.respond_to?(:next) ? reqs : reqs.to_enum
+      slot = @slot_factory.call
+      Enumerator.new do |y|
+        slot.run(it) { |f| y << f }
+      end
+    end
+  end
+
+  class HealthService
+    include GRPC::GenericService
+    self.marshal_class_method = :encode
+    self.unmarshal_class_method = :decode
+    self.service_name = 'grpc.health.v1.Health'
+    rpc :Check, RawBytes, RawBytes
+  end
+
+  class Health < HealthService
+    def check(_req, _call) = "\x08\x01".b
+  end
+
+  class ControllerService
+    include GRPC::GenericService
+    self.marshal_class_method = :encode
+    self.unmarshal_class_method = :decode
+    self.service_name = 'plugin.GRPCController'
+    rpc :Shutdown, RawBytes, RawBytes
+  end
+
+  class Controller < ControllerService
+    def initialize(on_shutdown)
+      @on_shutdown = on_shutdown
+    end
+
+    def shutdown(_req, _call)
+      @on_shutdown.call
+      ''.b
+    end
+  end
+
+  class StdioService
+    include GRPC::GenericService
+    self.marshal_class_method = :encode
+    self.unmarshal_class_method = :decode
+    self.service_name = 'plugin.GRPCStdio'
+    rpc :StreamStdio, RawBytes, stream(RawBytes)
+  end
+
+  class Stdio < StdioService
+    def stream_stdio(_req, _call) = []
+  end
+end

@@ -1,0 +1,372 @@
+# frozen_string_literal: true
+# One Slot stream: requests one after another, each answered through the app.
+require 'stringio'
+require 'uri' # Rack::Lint 2.2 uses URI without requiring it
+require 'rack'
+require 'bridge_runner/log'
+require 'bridge_runner/runner_pb'
+
+module BridgeRunner
+  class AppError < StandardError
+    attr_reader :kind
+
+    def initialize(msg, kind = 'protocol')
+      super(msg)
+      @kind = kind
+    end
+  end
+
+  # Rack 3 mode when Rack::RELEASE >= 3 or BRIDGE_RACK_SPEC=3 (R1).
+  def self.rack3?
+    spec = ENV['BRIDGE_RACK_SPEC']
+    return spec.start_with?('3') if spec && !spec.empty?
+    Gem::Version.new(Rack::RELEASE) >= Gem::Version.new('3')
+  end
+
+  class Slot
+    V1 = Bridge::V1
+    TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
+    BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/n.freeze
+    HOP = %w[connection keep-alive transfer-encoding proxy-connection upgrade te trailer].freeze
+
+    attr_reader :app
+
+    # opts: :threads, :workers, :rack3, :lint
+    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil)
+      @app = lint ? Rack::Lint.new(app) : app
+      @threads = threads
+      @workers = workers
+      @rack3 = rack3
+      @tracker = tracker
+    end
+
+    # reqs: something with #next (raises StopIteration at end of stream).
+    # Yields ResponseFrames. Returns when the stream ends.
+    def run(reqs, &out)
+      loop do
+        frame = begin
+          reqs.next
+        rescue StopIteration
+          return
+        end
+        next unless frame.head # stray body/end frames of a finished request
+        @tracker&.call(1)
+        begin
+          serve_one(frame, reqs, &out)
+        ensure
+          @tracker&.call(-1)
+        end
+      end
+    end
+
+    def serve_one(first, reqs, &out)
+      head = first.head
+      Thread.current[:bridge_request_id] = head.request_id
+      body = +''.b
+      body << first.body
+      ended = first.end
+      until ended
+        f = begin
+          reqs.next
+        rescue StopIteration
+          raise AppError.new('request stream ended before the body end', 'input')
+        end
+        body << f.body
+        ended = f.end
+      end
+      env = build_env(head, body)
+      respond(env, &out)
+    ensure
+      Thread.current[:bridge_request_id] = nil
+    end
+
+    def build_env(head, body)
+      env = {}
+      head.vars.each { |v| env[v.name.b.force_encoding(Encoding::ASCII_8BIT).to_s] = v.value.b }
+      env = env.transform_keys { |k| k.dup.force_encoding(Encoding::UTF_8).valid_encoding? ? k.dup.force_encoding(Encoding::UTF_8) : k }
+      env.delete('HTTP_CONTENT_TYPE')
+      env.delete('HTTP_CONTENT_LENGTH')
+      env.delete('CONTENT_LENGTH') if env['CONTENT_LENGTH'] && env['CONTENT_LENGTH'] !~ /\A\d+\z/
+      env.delete('CONTENT_TYPE') if env['CONTENT_TYPE'] == ''
+      env['QUERY_STRING'] ||= ''.b
+      env['SCRIPT_NAME'] ||= ''.b
+      env['SCRIPT_NAME'] = ''.b if env['SCRIPT_NAME'] == '/'
+      env['PATH_INFO'] ||= ''.b
+      env['SERVER_PROTOCOL'] ||= 'HTTP/1.1'.b
+      # R4: PATH_INFO is the raw path from REQUEST_URI.
+      if (uri = env['REQUEST_URI']) && uri.start_with?('/')
+        raw = uri.split('?', 2)[0].b
+        sn = env['SCRIPT_NAME']
+        if sn.empty?
+          env['PATH_INFO'] = raw
+        elsif raw.start_with?(sn) && (raw.bytesize == sn.bytesize || raw.getbyte(sn.bytesize) == 47)
+          env['PATH_INFO'] = raw.byteslice(sn.bytesize..-1)
+        end
+      end
+      env['PATH_INFO'] = '/'.b if env['SCRIPT_NAME'].empty? && env['PATH_INFO'].empty?
+      if @rack3
+        env.delete('HTTP_VERSION') if env['HTTP_VERSION'] && env['HTTP_VERSION'] != env['SERVER_PROTOCOL']
+        env['rack.response_finished'] = []
+      else
+        env['rack.version'] = Rack::VERSION
+        env['rack.hijack?'] = false
+      end
+      input = StringIO.new(body)
+      input.binmode
+      env['rack.input'] = input
+      env['rack.errors'] = Log::LineWriter.new('errors', 'warning')
+      env['rack.logger'] = Log::RackLogger.new
+      env['rack.multithread'] = @threads > 1
+      env['rack.multiprocess'] = @workers > 1
+      env['rack.run_once'] = false
+      env['rack.url_scheme'] = head.url_scheme == 'https' ? 'https' : 'http'
+      env['bridge.request_id'] = head.request_id
+      env
+    end
+
+    # Calls the app and sends its response. Never raises for app errors.
+    def respond(env, &out)
+      st = { head_sent: false, closed: false, body: nil }
+      finished_error = nil
+      status = headers = nil
+      begin
+        res = @app.call(env)
+        unless res.is_a?(Array) && res.size == 3
+          raise AppError, "app returned #{res.class}, not a 3-element Array (R16)"
+        end
+        st[:body] = res[2]
+        status, reason = check_status(res[0])
+        headers, clen = check_headers(res[1], status)
+        head = V1::ResponseHead.new(status: status, reason: reason, headers: headers)
+        send_body(env, st, head, status, clen, &out)
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        finished_error = e
+        raise if e.is_a?(SignalException) || e.is_a?(SystemExit) || cancelled?(e)
+        kind = e.is_a?(AppError) ? e.kind : 'app'
+        Log.error("app error: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
+        err = V1::Error.new(kind: kind, message: "#{e.class}: #{e.message}"[0, 4096],
+                            traceback: (e.backtrace || []).join("\n")[0, 65_536])
+        out.call(V1::ResponseFrame.new(error: err, end: true, abort: st[:head_sent]))
+      ensure
+        close_body(st)
+        env['rack.errors'].flush if env['rack.errors'].respond_to?(:flush)
+        run_finished(env, status, headers, finished_error)
+      end
+    end
+
+    def cancelled?(e)
+      defined?(GRPC::Core::CallError) && e.is_a?(GRPC::Core::CallError) ||
+        defined?(GRPC::BadStatus) && e.is_a?(GRPC::BadStatus)
+    end
+
+    def run_finished(env, status, headers, error)
+      list = env['rack.response_finished']
+      return unless list.is_a?(Array)
+      list.reverse_each do |cb|
+        cb.call(env, status, headers, error)
+      rescue StandardError => e
+        Log.error("rack.response_finished callable failed: #{e.class}: #{e.message}")
+      end
+    end
+
+    def close_body(st)
+      return if st[:closed]
+      st[:closed] = true
+      b = st[:body]
+      b.close if b.respond_to?(:close)
+    rescue StandardError => e
+      Log.error("body close failed: #{e.class}: #{e.message}")
+    end
+
+    def check_status(s)
+      if @rack3
+        raise AppError, "status #{s.inspect} is not an Integer (R17)" unless s.is_a?(Integer)
+        code = s
+      else
+        raise AppError, "status #{s.inspect} has no to_i (R17)" unless s.respond_to?(:to_i)
+        code = s.to_i
+      end
+      raise AppError, "status #{code} out of range 200..999 (G10)" unless code >= 200 && code <= 999
+      [code, (Rack::Utils::HTTP_STATUS_CODES[code] || '')]
+    end
+
+    # Returns [Array<Header>, content_length or nil].
+    def check_headers(h, status)
+      raise AppError, 'headers do not respond to each (R18)' unless h.respond_to?(:each)
+      if @rack3 && !h.is_a?(Hash)
+        raise AppError, "headers are a #{h.class}, not a Hash (R19)"
+      end
+      list = []
+      clens = []
+      h.each do |k, v|
+        raise AppError, "header name #{k.inspect} is not a String" unless k.is_a?(String)
+        lk = k.downcase
+        if lk.start_with?('rack.')
+          raise AppError, 'rack.hijack response header: hijacking is not supported (R11)' if lk == 'rack.hijack'
+          Log.warning("response header #{k} is not sent (R13/R20)") if lk == 'rack.protocol'
+          next
+        end
+        raise AppError, "header name #{k.inspect} is not a token (G11)" unless k.b =~ TOKEN
+        raise AppError, 'Status header is forbidden (R18)' if lk == 'status'
+        raise AppError, "header #{k} has uppercase letters in Rack 3 (R19)" if @rack3 && k != lk
+        values = header_values(k, v)
+        if HOP.include?(lk)
+          Log.warning("hop-by-hop response header #{k} stripped (G12)")
+          next
+        end
+        if [204, 304].include?(status) && %w[content-length content-type].include?(lk)
+          Log.debug("#{k} stripped from a #{status} response (G14)")
+          next
+        end
+        values.each do |val|
+          raise AppError, "header #{k} value has a control character (G11)" if val =~ BAD_VALUE
+          clens << val if lk == 'content-length'
+          list << V1::Header.new(name: k.b, value: val)
+        end
+      end
+      clen = nil
+      unless clens.empty?
+        raise AppError, "invalid Content-Length #{clens.inspect} (G13)" unless clens.all? { |c| c =~ /\A\d+\z/n } && clens.uniq.size == 1
+        clen = clens[0].to_i
+      end
+      [list, clen]
+    end
+
+    def header_values(k, v)
+      if @rack3 && v.is_a?(Array)
+        v.map do |x|
+          raise AppError, "header #{k} value #{x.inspect} is not a String (R19)" unless x.is_a?(String)
+          raise AppError, "header #{k} value has a newline (R19)" if x.include?("\n")
+          x.b
+        end
+      else
+        raise AppError, "header #{k} value #{v.inspect} is not a String (R18)" unless v.is_a?(String)
+        if @rack3 && v.include?("\n")
+          Log.warning("header #{k} value holds \"\\n\"; split into lines (R19)")
+        end
+        v.b.split("\n", -1)
+      end
+    end
+
+    def send_body(env, st, head, status, clen, &out)
+      body = st[:body]
+      no_body = env['REQUEST_METHOD'] == 'HEAD' || status == 204 || status == 304
+      if !@rack3 && body.is_a?(String)
+        raise AppError, 'body is a String, not an each-able object (R22)'
+      end
+      if @rack3 && !body.respond_to?(:each) && body.respond_to?(:call)
+        return stream_body(env, st, head, no_body, &out)
+      end
+      unless body.respond_to?(:each) || body.respond_to?(:to_ary) || body.respond_to?(:to_path)
+        raise AppError, "body #{body.class} responds neither to each nor to call (R22/R23)"
+      end
+      if no_body
+        out.call(V1::ResponseFrame.new(head: head, end: true))
+        st[:head_sent] = true
+        return
+      end
+      if body.respond_to?(:to_path) && (path = body.to_path) && File.file?(path) && File.readable?(path) && (clen.nil? || File.size(path) == clen)
+        path = File.expand_path(path)
+        out.call(V1::ResponseFrame.new(head: head, file: V1::File.new(path: path, offset: 0, length: -1), end: true))
+        st[:head_sent] = true
+        return
+      end
+      remaining = clen
+      if body.is_a?(Array) || (body.respond_to?(:to_ary) && @rack3)
+        ary = body.to_ary
+        st[:closed] = true if @rack3 && !body.is_a?(Array) # to_ary closed it (R23)
+        buf = +''.b
+        ary.each do |c|
+          raise AppError, "body chunk #{c.class} is not a String (R25)" unless c.is_a?(String)
+          buf << c.b
+        end
+        abort = false
+        if remaining
+          if buf.bytesize > remaining
+            Log.warning("body longer than Content-Length #{remaining}: truncated (G13)")
+            buf = buf.byteslice(0, remaining)
+          elsif buf.bytesize < remaining
+            abort = true
+          end
+        end
+        f = V1::ResponseFrame.new(head: head, end: true, abort: abort)
+        f.body = buf unless buf.empty?
+        st[:head_sent] = true
+        out.call(f)
+        return
+      end
+      short = false
+      body.each do |c|
+        raise AppError, "body chunk #{c.class} is not a String (R25)" unless c.is_a?(String)
+        next if c.empty?
+        c = c.b
+        if remaining
+          if c.bytesize > remaining
+            Log.warning("body longer than Content-Length #{clen}: truncated (G13)")
+            c = c.byteslice(0, remaining)
+            short = true
+          end
+          remaining -= c.bytesize
+        end
+        unless c.empty?
+          f = V1::ResponseFrame.new(body: c)
+          unless st[:head_sent]
+            f.head = head
+            st[:head_sent] = true
+          end
+          out.call(f)
+        end
+        break if short
+      end
+      f = V1::ResponseFrame.new(end: true, abort: !remaining.nil? && remaining > 0)
+      unless st[:head_sent]
+        f.head = head
+        st[:head_sent] = true
+      end
+      out.call(f)
+    end
+
+    # Rack 3 streaming body (R24): head first, then call(stream).
+    def stream_body(env, st, head, no_body, &out)
+      out.call(V1::ResponseFrame.new(head: head))
+      st[:head_sent] = true
+      stream = Stream.new(env['rack.input'], no_body, out)
+      body = st[:body]
+      body.call(stream)
+      out.call(V1::ResponseFrame.new(end: true))
+    end
+
+    class Stream
+      def initialize(input, no_body, out)
+        @input = input
+        @no_body = no_body
+        @out = out
+        @closed = false
+      end
+
+      def read(*a) = @input.read(*a)
+
+      def write(s)
+        raise Errno::EPIPE if @closed
+        s = s.to_s.b
+        @out.call(Bridge::V1::ResponseFrame.new(body: s)) unless s.empty? || @no_body
+        s.bytesize
+      rescue StandardError => e
+        raise if e.is_a?(Errno::EPIPE)
+        @closed = true
+        raise Errno::EPIPE
+      end
+
+      def <<(s)
+        write(s)
+        self
+      end
+
+      def flush = self
+      def close = (@closed = true) && nil
+      def close_read = nil
+      def close_write = (@closed = true) && nil
+      def closed? = @closed
+    end
+  end
+end

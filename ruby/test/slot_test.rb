@@ -1,0 +1,322 @@
+# frozen_string_literal: true
+require 'helper'
+require 'tempfile'
+
+class ClosingBody
+  attr_reader :closes
+
+  def initialize(chunks, raise_at: nil)
+    @chunks = chunks
+    @raise_at = raise_at
+    @closes = 0
+  end
+
+  def each
+    @chunks.each_with_index do |c, i|
+      raise 'boom in each' if @raise_at == i
+      yield c
+    end
+  end
+
+  def close
+    @closes += 1
+  end
+end
+
+class SlotTest < Minitest::Test
+  include SlotHelpers
+
+  def hello
+    ->(_env) { [200, { 'Content-Type' => 'text/plain' }, ["Hello, world!\n"]] }
+  end
+
+  def test_G1_hello_is_one_frame
+    out = get(hello)
+    assert_equal 1, out.size
+    f = out[0]
+    assert f.end
+    refute f.abort
+    assert_equal 200, f.head.status
+    assert_equal 'OK', f.head.reason
+    assert_equal [['Content-Type', 'text/plain']], hdrs(f)
+    assert_equal "Hello, world!\n", f.body
+  end
+
+  def test_R28_lint_hello
+    out = get(Rack::Lint.new(hello))
+    assert_nil out[0].error
+    assert_equal "Hello, world!\n", out[0].body
+  end
+
+  def test_R2_R3_R6_R10_R11_env_keys
+    seen = nil
+    app = lambda do |env|
+      seen = env
+      [200, {}, []]
+    end
+    out = get(Rack::Lint.new(app), path: '/a%2Fb', query: 'x=1', opts: { threads: 4, workers: 2 })
+    assert_nil out[0].error
+    refute seen.frozen?
+    assert_equal [1, 3], seen['rack.version']
+    assert_equal '/a%2Fb', seen['PATH_INFO']
+    assert_equal 'x=1', seen['QUERY_STRING']
+    assert_equal Encoding::ASCII_8BIT, seen['PATH_INFO'].encoding
+    assert_equal true, seen['rack.multithread']
+    assert_equal true, seen['rack.multiprocess']
+    assert_equal false, seen['rack.run_once']
+    assert_equal false, seen['rack.hijack?']
+    refute seen.key?('rack.hijack')
+    assert_equal 'http', seen['rack.url_scheme']
+    assert_equal 'rid-1', seen['bridge.request_id']
+    assert_equal 'HTTP/1.1', seen['SERVER_PROTOCOL']
+    assert seen['rack.logger'].respond_to?(:info)
+  end
+
+  def test_R4_raw_path_from_request_uri_with_script_name
+    seen = nil
+    app = ->(env) { seen = env; [200, {}, []] }
+    get(app, path: '/b c', vars: { 'SCRIPT_NAME' => '/app', 'REQUEST_URI' => '/app/b%20c?q' })
+    assert_equal '/app', seen['SCRIPT_NAME']
+    assert_equal '/b%20c', seen['PATH_INFO']
+  end
+
+  def test_R3_empty_content_length_and_http_content_headers_removed
+    seen = nil
+    app = ->(env) { seen = env; [200, {}, []] }
+    out = get(Rack::Lint.new(app), vars: { 'CONTENT_LENGTH' => '', 'HTTP_CONTENT_TYPE' => 'x', 'HTTP_CONTENT_LENGTH' => '3' })
+    assert_nil out[0].error
+    refute seen.key?('CONTENT_LENGTH')
+    refute seen.key?('HTTP_CONTENT_TYPE')
+    refute seen.key?('HTTP_CONTENT_LENGTH')
+  end
+
+  def test_R8_input_read_over_several_frames
+    got = nil
+    app = lambda do |env|
+      got = env['rack.input'].read
+      env['rack.input'].rewind
+      [200, {}, [env['rack.input'].read(3)]]
+    end
+    frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 6, vars: { 'CONTENT_LENGTH' => '6' }), body: 'abc'),
+              V1::RequestFrame.new(body: 'def'), V1::RequestFrame.new(end: true)]
+    out = run_slot(Rack::Lint.new(app), frames)
+    assert_equal 'abcdef', got
+    assert_equal 'abc', body_of(out)
+  end
+
+  def test_slot_serves_requests_one_after_another
+    frames = [V1::RequestFrame.new(head: head(request_id: 'a'), end: true),
+              V1::RequestFrame.new(head: head(request_id: 'b'), end: true)]
+    out = run_slot(->(env) { [200, {}, [env['bridge.request_id']]] }, frames)
+    assert_equal %w[a b], out.map(&:body)
+    assert(out.all?(&:end))
+  end
+
+  def test_R18_multiline_header_values_become_lines
+    app = ->(_env) { [200, { 'Set-Cookie' => "a=1\nb=2" }, ['x']] }
+    out = get(Rack::Lint.new(app))
+    assert_equal [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']], hdrs(out[0])
+  end
+
+  def test_G11_cr_in_header_value_is_error_before_head
+    out = get(->(_env) { [200, { 'X-A' => "a\rb" }, ['x']] })
+    assert_equal 1, out.size
+    assert out[0].end
+    refute out[0].abort
+    assert_nil out[0].head
+    assert_equal 'protocol', out[0].error.kind
+  end
+
+  def test_G11_R18_status_header_and_bad_name_rejected
+    assert get(->(_e) { [200, { 'Status' => '200' }, []] })[0].error
+    assert get(->(_e) { [200, { 'X A' => 'b' }, []] })[0].error
+  end
+
+  def test_G12_hop_by_hop_stripped
+    out = get(->(_e) { [200, { 'Connection' => 'close', 'X-A' => 'b' }, ['x']] })
+    assert_equal [['X-A', 'b']], hdrs(out[0])
+  end
+
+  def test_R20_rack_headers_not_sent_R11_hijack_is_error
+    out = get(->(_e) { [200, { 'rack.foo' => 'x', 'X-A' => 'b' }, ['x']] })
+    assert_equal [['X-A', 'b']], hdrs(out[0])
+    assert get(->(_e) { [200, { 'rack.hijack' => proc {} }, []] })[0].error
+  end
+
+  def test_G2_exception_before_head
+    out = get(->(_e) { raise 'boom' })
+    assert_equal 1, out.size
+    assert_nil out[0].head
+    assert out[0].end
+    refute out[0].abort
+    assert_equal 'app', out[0].error.kind
+    assert_match(/boom/, out[0].error.message)
+  end
+
+  def test_R26_G5_exception_in_each_before_data_is_500_and_closes_once
+    b = ClosingBody.new(['', 'x'], raise_at: 1)
+    out = get(->(_e) { [200, {}, b] })
+    assert_equal 1, out.size
+    assert_nil out[0].head
+    assert out[0].error
+    assert_equal 1, b.closes
+  end
+
+  def test_G3_G5_exception_after_head_aborts_and_closes_once
+    b = ClosingBody.new(%w[a b], raise_at: 1)
+    out = get(->(_e) { [200, {}, b] })
+    assert_equal 2, out.size
+    assert_equal 'a', out[0].body
+    assert_equal 200, out[0].head.status
+    assert out[1].error
+    assert out[1].end
+    assert out[1].abort
+    assert_equal 1, b.closes
+  end
+
+  def test_G1_R25_streamed_chunks_skip_empty_and_close_once
+    b = ClosingBody.new(['', 'a', '', 'b'])
+    out = get(Rack::Lint.new(->(_e) { [200, {}, b] }))
+    assert_equal ['a', 'b', ''], out.map(&:body)
+    assert out[0].head
+    assert_nil out[1].head
+    assert out[2].end
+    assert(out.none?(&:error))
+    assert_equal 1, b.closes
+  end
+
+  def test_G1_empty_body_head_with_end
+    b = ClosingBody.new([])
+    out = get(->(_e) { [200, {}, b] })
+    assert_equal 1, out.size
+    assert out[0].head
+    assert out[0].end
+    assert_equal 1, b.closes
+  end
+
+  def test_G13_content_length_truncates_and_short_aborts
+    b = ClosingBody.new(%w[abc def])
+    out = get(->(_e) { [200, { 'Content-Length' => '4' }, b] })
+    assert_equal 'abcd', body_of(out)
+    refute out.last.abort
+    assert_equal 1, b.closes
+    out = get(->(_e) { [200, { 'Content-Length' => '10' }, ClosingBody.new(%w[abc])] })
+    assert out.last.end
+    assert out.last.abort
+    assert get(->(_e) { [200, { 'Content-Length' => 'x' }, []] })[0].error
+  end
+
+  def test_G14_R21_204_has_no_body_and_no_content_headers
+    b = ClosingBody.new(['x'])
+    out = get(->(_e) { [204, { 'Content-Type' => 'text/plain', 'X-A' => 'b' }, b] })
+    assert_equal 1, out.size
+    assert_equal 204, out[0].head.status
+    assert_equal [['X-A', 'b']], hdrs(out[0])
+    assert_equal '', out[0].body
+    assert_equal 1, b.closes
+  end
+
+  def test_R27_HEAD_sends_no_body_and_closes
+    b = ClosingBody.new(['x'])
+    out = get(->(_e) { [200, {}, b] }, method: 'HEAD')
+    assert_equal 1, out.size
+    assert_equal '', out[0].body
+    assert_equal 1, b.closes
+  end
+
+  def test_R22_G23_to_path_is_a_file_frame
+    tf = Tempfile.new('body')
+    tf.write('file body')
+    tf.flush
+    body = Rack::File.new(File.dirname(tf.path))
+    out = get(Rack::Lint.new(body), path: "/#{File.basename(tf.path)}")
+    assert_nil out.last.error # Lint 2.2 hides to_path: the body is iterated
+    assert_equal 'file body', body_of(out)
+    out = get(body, path: "/#{File.basename(tf.path)}")
+    assert_equal 1, out.size
+    assert_equal tf.path, out[0].file.path
+    assert_equal(-1, out[0].file.length)
+    assert out[0].end
+  ensure
+    tf&.close!
+  end
+
+  def test_R16_R17_R22_bad_responses
+    assert get(->(_e) { [200, {}] })[0].error
+    assert get(->(_e) { [99, {}, []] })[0].error
+    assert get(->(_e) { [200, {}, 'str'] })[0].error
+    assert get(->(_e) { [200, {}, [1]] })[0].error
+  end
+
+  def test_R17_string_status_in_rack2
+    out = get(->(_e) { ['404', {}, ['nf']] })
+    assert_equal 404, out[0].head.status
+    assert_equal 'Not Found', out[0].head.reason
+  end
+
+  def test_G9_unknown_status_has_empty_reason
+    assert_equal '', get(->(_e) { [299, {}, ['x']] })[0].head.reason
+  end
+
+  def test_R28_lint_catches_app_errors_as_500
+    out = get(Rack::Lint.new(->(_e) { [200, { 'Content-Type' => 'x' }, 'str'] }))
+    assert out[0].error
+    assert_nil out[0].head
+  end
+
+  def test_R9_R15_G8_errors_and_logger_become_log_lines
+    io = StringIO.new
+    old = BridgeRunner::Log.io
+    BridgeRunner::Log.io = io
+    get(lambda do |env|
+      env['rack.errors'].puts 'to errors'
+      env['rack.errors'].write 'partial'
+      env['rack.logger'].info 'to logger'
+      [200, {}, []]
+    end, request_id: 'rq9')
+    lines = io.string.lines.map { |l| JSON.parse(l) }
+    e = lines.find { |l| l['message'] == 'to errors' }
+    assert_equal 'errors', e['stream']
+    assert_equal 'rq9', e['request_id']
+    assert_equal 'rack', e['runner']
+    assert lines.find { |l| l['message'] == 'partial' }
+    assert_equal 'logger', lines.find { |l| l['message'] == 'to logger' }['stream']
+  ensure
+    BridgeRunner::Log.io = old
+  end
+
+  # Rack 3 semantics, forced on (Rack 2.2's Lint is not used for these).
+  def test_R6_R14_R19_rack3_mode
+    seen = nil
+    calls = []
+    app = lambda do |env|
+      seen = env
+      env['rack.response_finished'] << ->(*a) { calls << [:first, a[3]] }
+      env['rack.response_finished'] << ->(*a) { calls << [:second, a[3]] }
+      [200, { 'set-cookie' => %w[a=1 b=2], 'content-type' => 'text/plain' }, ['x']]
+    end
+    out = get(app, opts: { rack3: true })
+    refute seen.key?('rack.version')
+    refute seen.key?('rack.hijack?')
+    assert_equal [['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['content-type', 'text/plain']], hdrs(out[0])
+    assert_equal [[:second, nil], [:first, nil]], calls
+    assert get(->(_e) { [200, { 'Content-Type' => 'x' }, []] }, opts: { rack3: true })[0].error
+    assert get(->(_e) { ['200', {}, []] }, opts: { rack3: true })[0].error
+  end
+
+  def test_R23_R24_rack3_streaming_body
+    closes = 0
+    body = Object.new
+    body.define_singleton_method(:call) do |stream|
+      stream.write('a')
+      stream << 'b'
+      stream.close
+    end
+    body.define_singleton_method(:close) { closes += 1 }
+    out = get(->(_e) { [200, {}, body] }, opts: { rack3: true })
+    assert_equal 200, out[0].head.status
+    assert_equal ['', 'a', 'b', ''], out.map(&:body)
+    assert out.last.end
+    assert_equal 1, closes
+  end
+end
