@@ -1,0 +1,88 @@
+# frozen_string_literal: true
+require 'helper'
+require 'tmpdir'
+require 'timeout'
+require 'bridge_runner/server'
+
+class IntegrationTest < Minitest::Test
+  include SlotHelpers
+  ROOT = File.expand_path('..', __dir__)
+
+  def start(app, threads: 2)
+    @dir = Dir.mktmpdir('rack-runner')
+    env = { 'BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_UNIX_SOCKET_DIR' => @dir, 'BRIDGE_THREADS' => threads.to_s,
+            'BRIDGE_WORKERS' => '1', 'RUBYLIB' => File.join(ROOT, 'lib') }
+    @out_r, out_w = IO.pipe
+    @err_r, err_w = IO.pipe
+    @pid = Process.spawn(env, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'), '--app', app,
+                         chdir: File.join(ROOT, 'test/apps'), out: out_w, err: err_w)
+    out_w.close
+    err_w.close
+    @err = +''
+    @err_thread = Thread.new { @err << @err_r.read.to_s }
+    line = Timeout.timeout(15) { @out_r.gets }
+    line
+  end
+
+  def stop
+    return unless @pid
+    Process.kill('TERM', @pid)
+    st = Timeout.timeout(10) { Process.wait2(@pid)[1] }
+    @pid = nil
+    st
+  rescue Timeout::Error
+    Process.kill('KILL', @pid)
+    Process.wait(@pid)
+    @pid = nil
+    nil
+  end
+
+  def teardown
+    stop
+    @err_thread&.join(5)
+    FileUtils.rm_rf(@dir) if @dir
+  end
+
+  def test_G24_handshake_describe_and_slot
+    line = start('hello.ru')
+    assert_match(%r{\A1\|1\|unix\|/.+\|grpc\n\z}, line)
+    path = line.split('|')[3]
+    stub = BridgeRunner::Runner.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
+    d = stub.describe(Bridge::V1::DescribeRequest.new)
+    assert_equal 'ruby', d.language
+    assert_equal 'rack/2.2', d.interface
+    assert_equal 2, d.threads
+    assert_equal @pid, d.pid
+    frames = [Bridge::V1::RequestFrame.new(head: head(path: '/x'), end: true)]
+    out = stub.slot(frames).to_a
+    assert_equal 1, out.size
+    assert_equal 200, out[0].head.status
+    assert_equal "Hello, world!\n", out[0].body
+    assert out[0].end
+    st = stop
+    assert st&.success?, 'exit 0 on SIGTERM'
+    @err_thread.join(5)
+    # G7: the app's print reached the logs, not the handshake.
+    assert(@err.lines.any? { |l| l.include?('"stream":"stdout"') && l.include?('HTTP/1.1 200 OK') })
+    assert(@err.lines.all? { |l| JSON.parse(l) rescue false })
+  end
+
+  def test_G24_load_failure_exits_1_with_json_line
+    line = start('broken.ru')
+    assert_nil line
+    st = Timeout.timeout(10) { Process.wait2(@pid)[1] }
+    @pid = nil
+    assert_equal 1, st.exitstatus
+    @err_thread.join(5)
+    rec = JSON.parse(@err.lines.find { |l| l.include?('cannot load') })
+    assert_equal 'error', rec['level']
+    assert_match(/cannot load broken.ru: /, rec['message'])
+  end
+
+  def test_refuses_without_cookie
+    _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
+    refute st.success?
+  end
+end
+require 'open3'
+require 'fileutils'
