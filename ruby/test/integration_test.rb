@@ -79,6 +79,62 @@ class IntegrationTest < Minitest::Test
     assert_match(/cannot load broken.ru: /, rec['message'])
   end
 
+  def stub_for(line)
+    path = line.split('|')[3]
+    BridgeRunner::Runner.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
+  end
+
+  def raw_call(line, method)
+    path = line.split('|')[3]
+    GRPC::ClientStub.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
+                    .request_response(method, ''.b, ->(s) { s }, ->(s) { s })
+  end
+
+  def test_G4_G5_cancel_closes_endless_body_once
+    stub = stub_for(start('stream.ru'))
+    q = Queue.new
+    q << Bridge::V1::RequestFrame.new(head: head(path: '/'), end: true)
+    reqs = Enumerator.new { |y| loop { x = q.pop; break if x == :done; y << x } }
+    op = stub.slot(reqs, return_op: true)
+    en = op.execute
+    assert_equal "chunk 1\n", en.next.body
+    op.cancel
+    q << :done
+    deadline = Time.now + 5
+    sleep 0.05 until @err.include?('endless body closed') || Time.now > deadline || !@err_thread.alive?
+    sleep 0.2
+    assert stop&.success?, "exit 0 on SIGTERM"
+    @err_thread.join(5)
+    assert_equal 1, @err.scan('endless body closed').size
+  end
+
+  def test_slots_run_in_parallel_and_serve_requests_in_sequence
+    line = start('stream.ru', threads: 2)
+    stub = stub_for(line)
+    t0 = Time.now
+    res = 2.times.map do
+      Thread.new do
+        stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/sleep'), end: true)]).to_a
+      end
+    end.map(&:value)
+    assert_operator Time.now - t0, :<, 0.55
+    assert(res.all? { |o| o.map(&:body).join == 'slept' })
+    frames = [Bridge::V1::RequestFrame.new(head: head(path: '/post', method: 'POST', clen: 4), body: 'ab'),
+              Bridge::V1::RequestFrame.new(body: 'cd'), Bridge::V1::RequestFrame.new(end: true),
+              Bridge::V1::RequestFrame.new(head: head(path: '/post', method: 'POST', clen: 1), body: 'z', end: true)]
+    out = stub.slot(frames).to_a
+    assert_equal %w[abcd z], out.map(&:body)
+  end
+
+  def test_go_plugin_health_and_shutdown
+    line = start('hello.ru')
+    assert_equal "\x08\x01".b, raw_call(line, '/grpc.health.v1.Health/Check')
+    assert_equal '', raw_call(line, '/plugin.GRPCController/Shutdown')
+    st = Timeout.timeout(10) { Process.wait2(@pid)[1] }
+    @pid = nil
+    assert st.success?
+  end
+
   def test_refuses_without_cookie
     _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
     refute st.success?

@@ -7,8 +7,9 @@ module BridgeRunner
   VERSION = '0.1'
 
   # Pass-through marshalling for go-plugin's services (raw protobuf bytes).
-  class RawBytes
-    def self.encode(s) = s
+  # Replies must be RawBytes instances: gRPC marshals with o.class.encode(o).
+  class RawBytes < String
+    def self.encode(s) = String.new(s, encoding: Encoding::BINARY)
     def self.decode(s) = s
   end
 
@@ -49,7 +50,7 @@ module BridgeRunner
   end
 
   class Health < HealthService
-    def check(_req, _call) = "\x08\x01".b
+    def check(_req, _call) = RawBytes.new("\x08\x01".b)
   end
 
   class ControllerService
@@ -66,8 +67,12 @@ module BridgeRunner
     end
 
     def shutdown(_req, _call)
-      @on_shutdown.call
-      ''.b
+      # Reply first: the server stops once the main thread sees the signal.
+      Thread.new do
+        sleep 0.1
+        @on_shutdown.call
+      end
+      RawBytes.new(''.b)
     end
   end
 

@@ -141,7 +141,11 @@ module BridgeRunner
         send_body(env, st, head, status, clen, &out)
       rescue Exception => e # rubocop:disable Lint/RescueException
         finished_error = e
-        raise if e.is_a?(SignalException) || e.is_a?(SystemExit) || cancelled?(e)
+        if cancelled?(e)
+          Log.info("request cancelled (client gone): #{e.class}: #{e.message}")
+          raise
+        end
+        raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
         kind = e.is_a?(AppError) ? e.kind : 'app'
         Log.error("app error: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
         err = V1::Error.new(kind: kind, message: "#{e.class}: #{e.message}"[0, 4096],
