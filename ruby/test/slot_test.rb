@@ -319,4 +319,27 @@ class SlotTest < Minitest::Test
     assert out.last.end
     assert_equal 1, closes
   end
+
+  # R28: every response shape passes Rack::Lint 2.2 and is sent without error.
+  def test_R28_lint_reports_nothing_for_each_response_shape
+    shapes = {
+      'array' => [200, { 'Content-Type' => 'text/plain', 'Content-Length' => '2' }, ['hi']],
+      'each' => [200, { 'Content-Type' => 'text/plain' }, ClosingBody.new(['a', '', 'b'])],
+      'empty' => [200, { 'Content-Type' => 'text/plain' }, []],
+      '204' => [204, {}, []],
+      '304' => [304, { 'ETag' => '"x"' }, []],
+      'cookies' => [200, { 'Content-Type' => 'text/plain', 'Set-Cookie' => "a=1\nb=2" }, ['x']],
+      'string status' => ['201', { 'Content-Type' => 'text/plain' }, ['made']],
+      'body proxy' => [200, { 'Content-Type' => 'text/plain' }, Rack::BodyProxy.new(['p']) {}]
+    }
+    shapes.each do |name, res|
+      out = get(Rack::Lint.new(->(_e) { res }))
+      assert(out.none?(&:error), "#{name}: #{out.map(&:error).compact.map(&:message)}")
+      assert out.last.end, name
+      assert_equal 1, out.count(&:head), name
+      refute out.last.abort, name
+    end
+    out = get(Rack::Lint.new(->(_e) { [200, { 'Content-Type' => 'text/plain' }, []] }), method: 'HEAD')
+    assert(out.none?(&:error))
+  end
 end
