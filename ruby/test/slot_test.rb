@@ -342,4 +342,29 @@ class SlotTest < Minitest::Test
     out = get(Rack::Lint.new(->(_e) { [200, { 'Content-Type' => 'text/plain' }, []] }), method: 'HEAD')
     assert(out.none?(&:error))
   end
+
+  def test_R8_large_body_spills_to_a_rewindable_tempfile
+    got = nil
+    app = lambda do |env|
+      inp = env['rack.input']
+      first = inp.read(10)
+      inp.rewind
+      got = [first, inp.read.bytesize, inp.read, inp.read(1)]
+      [200, { 'Content-Type' => 'text/plain' }, ['ok']]
+    end
+    chunk = 'x' * (700 * 1024)
+    frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: -1), body: chunk),
+              V1::RequestFrame.new(body: chunk), V1::RequestFrame.new(body: 'yz', end: true)]
+    out = run_slot(Rack::Lint.new(app), frames)
+    assert_nil out[0].error
+    assert_equal ['x' * 10, 2 * chunk.bytesize + 2, '', nil], got
+    seen = nil
+    run_slot(->(e) { seen = e['rack.input'].class; [200, {}, []] }, frames)
+    assert_equal Tempfile, seen
+  end
+
+  def test_G19_request_ends_mid_body_stream_returns_quietly
+    frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 4), body: 'ab')]
+    assert_equal [], run_slot(->(_e) { flunk 'app called' }, frames)
+  end
 end

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 # One Slot stream: requests one after another, each answered through the app.
 require 'stringio'
+require 'tempfile'
 require 'uri' # Rack::Lint 2.2 uses URI without requiring it
 require 'rack'
 require 'bridge_runner/log'
@@ -59,28 +60,56 @@ module BridgeRunner
       end
     end
 
+    SPILL = 1 << 20 # request bodies larger than this go to a Tempfile
+
     def serve_one(first, reqs, &out)
       head = first.head
       Thread.current[:bridge_request_id] = head.request_id
-      body = +''.b
-      body << first.body
-      ended = first.end
-      until ended
-        f = begin
-          reqs.next
-        rescue StopIteration
-          raise AppError.new('request stream ended before the body end', 'input')
-        end
-        body << f.body
-        ended = f.end
+      input = nil
+      begin
+        input = read_input(first, reqs, head.content_length)
+        env = build_env(head, input)
+      rescue StopIteration
+        Log.info('request stream ended before the request body end')
+        return
+      rescue StandardError => e
+        Log.error("cannot prepare the request: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
+        err = V1::Error.new(kind: 'input', message: "#{e.class}: #{e.message}")
+        out.call(V1::ResponseFrame.new(error: err, end: true))
+        return
       end
-      env = build_env(head, body)
       respond(env, &out)
     ensure
+      [$stdout, $stderr].each { |io| io.flush if io.is_a?(Log::LineWriter) }
+      input.close! if input.is_a?(Tempfile)
       Thread.current[:bridge_request_id] = nil
     end
 
-    def build_env(head, body)
+    # Reads the whole request body (R8: rewindable, binary).
+    def read_input(first, reqs, content_length)
+      io = StringIO.new(+''.b)
+      io.binmode
+      io = spill(io) if content_length > SPILL
+      io.write(first.body)
+      ended = first.end
+      until ended
+        f = reqs.next
+        io = spill(io) if io.is_a?(StringIO) && io.pos + f.body.bytesize > SPILL
+        io.write(f.body)
+        ended = f.end
+      end
+      io.rewind
+      io
+    end
+
+    def spill(sio)
+      tf = Tempfile.new('bridge-rack-input', binmode: true)
+      tf.unlink rescue nil # rubocop:disable Style/RescueModifier
+      tf.write(sio.string)
+      tf
+    end
+
+    def build_env(head, input)
       env = {}
       head.vars.each { |v| env[v.name.b.force_encoding(Encoding::ASCII_8BIT).to_s] = v.value.b }
       env = env.transform_keys { |k| k.dup.force_encoding(Encoding::UTF_8).valid_encoding? ? k.dup.force_encoding(Encoding::UTF_8) : k }
@@ -111,8 +140,6 @@ module BridgeRunner
         env['rack.version'] = Rack::VERSION
         env['rack.hijack?'] = false
       end
-      input = StringIO.new(body)
-      input.binmode
       env['rack.input'] = input
       env['rack.errors'] = Log::LineWriter.new('errors', 'warning')
       env['rack.logger'] = Log::RackLogger.new
