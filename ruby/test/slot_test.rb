@@ -367,4 +367,25 @@ class SlotTest < Minitest::Test
     frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 4), body: 'ab')]
     assert_equal [], run_slot(->(_e) { flunk 'app called' }, frames)
   end
+
+  # G4/R14: the response writer going away (gRPC cancel) closes the body once
+  # and runs rack.response_finished with an error.
+  def test_G4_R14_cancel_mid_body_closes_once_and_reports_error
+    b = ClosingBody.new(%w[a b c])
+    errs = []
+    app = lambda do |env|
+      env['rack.response_finished'] = [->(*a) { errs << a[3] }]
+      [200, {}, b]
+    end
+    sent = 0
+    catch(:gone) do
+      BridgeRunner::Slot.new(app, rack3: false).run([V1::RequestFrame.new(head: head, end: true)].each) do |_f|
+        sent += 1
+        throw :gone
+      end
+    end
+    assert_equal 1, sent
+    assert_equal 1, b.closes
+    assert_kind_of IOError, errs[0]
+  end
 end

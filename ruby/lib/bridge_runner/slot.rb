@@ -156,16 +156,19 @@ module BridgeRunner
       st = { head_sent: false, closed: false, body: nil }
       finished_error = nil
       status = headers = nil
+      completed = false
       begin
         res = @app.call(env)
         unless res.is_a?(Array) && res.size == 3
           raise AppError, "app returned #{res.class}, not a 3-element Array (R16)"
         end
         st[:body] = res[2]
+        headers = res[1]
         status, reason = check_status(res[0])
-        headers, clen = check_headers(res[1], status)
-        head = V1::ResponseHead.new(status: status, reason: reason, headers: headers)
+        wire_headers, clen = check_headers(headers, status)
+        head = V1::ResponseHead.new(status: status, reason: reason, headers: wire_headers)
         send_body(env, st, head, status, clen, &out)
+        completed = true
       rescue Exception => e # rubocop:disable Lint/RescueException
         finished_error = e
         if cancelled?(e)
@@ -178,7 +181,13 @@ module BridgeRunner
         err = V1::Error.new(kind: kind, message: "#{e.class}: #{e.message}"[0, 4096],
                             traceback: (e.backtrace || []).join("\n")[0, 65_536])
         out.call(V1::ResponseFrame.new(error: err, end: true, abort: st[:head_sent]))
+        completed = true
       ensure
+        unless completed || finished_error
+          # The gRPC call went away mid-response (client gone, G4).
+          Log.info('request cancelled (client gone)')
+          finished_error = IOError.new('client disconnected')
+        end
         close_body(st)
         env['rack.errors'].flush if env['rack.errors'].respond_to?(:flush)
         run_finished(env, status, headers, finished_error)
