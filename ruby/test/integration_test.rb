@@ -8,10 +8,10 @@ class IntegrationTest < Minitest::Test
   include SlotHelpers
   ROOT = File.expand_path('..', __dir__)
 
-  def start(app, threads: 2)
+  def start(app, threads: 2, extra: {})
     @dir = Dir.mktmpdir('rack-runner')
-    env = { 'BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_UNIX_SOCKET_DIR' => @dir, 'BRIDGE_THREADS' => threads.to_s,
-            'BRIDGE_WORKERS' => '1', 'RUBYLIB' => File.join(ROOT, 'lib') }
+    env = extra.merge('BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_UNIX_SOCKET_DIR' => @dir, 'BRIDGE_THREADS' => threads.to_s,
+            'BRIDGE_WORKERS' => '1', 'RUBYLIB' => File.join(ROOT, 'lib'))
     @out_r, out_w = IO.pipe
     @err_r, err_w = IO.pipe
     @pid = Process.spawn(env, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'), '--app', app,
@@ -133,6 +133,19 @@ class IntegrationTest < Minitest::Test
     st = Timeout.timeout(10) { Process.wait2(@pid)[1] }
     @pid = nil
     assert st.success?
+  end
+
+  def test_R1_R19_R24_rack3_mode_by_env
+    line = start('rack3.ru', extra: { 'BRIDGE_RACK_SPEC' => '3' })
+    stub = stub_for(line)
+    assert_equal 'rack/3.0', stub.describe(Bridge::V1::DescribeRequest.new).interface
+    out = stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/'), end: true)]).to_a
+    assert_equal 'v=false', out.map(&:body).join
+    assert_equal [%w[content-type text/plain], %w[set-cookie a=1], %w[set-cookie b=2]],
+                 out[0].head.headers.map { |h| [h.name, h.value] }
+    out = stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/stream'), end: true)]).to_a
+    assert_equal %w[s1 s2], out.map(&:body).reject(&:empty?)
+    assert out.last.end
   end
 
   def test_refuses_without_cookie
