@@ -44,6 +44,9 @@ module BridgeRunner
       $stdout = Log::LineWriter.new('stdout')
       $stderr = Log::LineWriter.new('stderr', 'warning')
 
+      # As Puma/Unicorn behind a proxy in production: no development error
+      # pages (Sinatra's show_exceptions would put tracebacks in bodies, G2).
+      ENV['RACK_ENV'] ||= 'production'
       require 'rack'
       require 'bridge_runner/server'
       rack3 = BridgeRunner.rack3?
