@@ -20,6 +20,8 @@ module BridgeRunner
 
       def log(level, message, **fields)
         return if LEVELS.fetch(level, 1) < @threshold
+        level = 'warn' if level == 'warning' # same level names as the other shims
+        level = 'error' if level == 'fatal'
         message = message.to_s.dup.force_encoding(Encoding::UTF_8)
         message = message.scrub unless message.valid_encoding?
         if message.bytesize > MAX_LINE
