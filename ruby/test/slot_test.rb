@@ -388,4 +388,14 @@ class SlotTest < Minitest::Test
     assert_equal 1, b.closes
     assert_kind_of IOError, errs[0]
   end
+
+  def test_R8_R16_R19_rack3_frozen_response_and_input_close
+    assert get(->(_e) { [200, {}, []].freeze }, opts: { rack3: true })[0].error
+    assert get(->(_e) { [200, {}.freeze, []] }, opts: { rack3: true })[0].error
+    out = get(lambda do |env|
+      env['rack.input'].close
+      [200, {}, [env['rack.input'].read]]
+    end, opts: { rack3: true })
+    assert_nil out[0].error
+  end
 end

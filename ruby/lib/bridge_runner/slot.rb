@@ -140,6 +140,8 @@ module BridgeRunner
         env['rack.version'] = Rack::VERSION
         env['rack.hijack?'] = false
       end
+      # R8: in 3.x the app may close rack.input; that is a no-op.
+      input.define_singleton_method(:close) { nil } if @rack3
       env['rack.input'] = input
       env['rack.errors'] = Log::LineWriter.new('errors', 'warning')
       env['rack.logger'] = Log::RackLogger.new
@@ -162,6 +164,7 @@ module BridgeRunner
         unless res.is_a?(Array) && res.size == 3
           raise AppError, "app returned #{res.class}, not a 3-element Array (R16)"
         end
+        raise AppError, 'response Array is frozen (R16)' if @rack3 && res.frozen?
         st[:body] = res[2]
         headers = res[1]
         status, reason = check_status(res[0])
@@ -236,6 +239,7 @@ module BridgeRunner
       if @rack3 && !h.is_a?(Hash)
         raise AppError, "headers are a #{h.class}, not a Hash (R19)"
       end
+      raise AppError, 'headers Hash is frozen (R19)' if @rack3 && h.frozen?
       list = []
       clens = []
       h.each do |k, v|
