@@ -12,13 +12,14 @@ export PATH := $(BIN):$(dir $(GO)):$(PATH)
 APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
             python3-flask nginx curl ca-certificates \
             libprotocol-http2-perl libplack-perl libtest-tcp-perl libwww-perl \
-            libdancer2-perl libmojolicious-perl
+            libdancer2-perl libmojolicious-perl \
+            ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
-.PHONY: help deps build run test test-go test-python test-perl proto proto-check lint bench clean
+.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check lint bench clean
 
 help: ## show this help
 	@echo "bridge — application server for WSGI apps behind nginx"
@@ -52,7 +53,7 @@ run: deps build ## serve the demo app on http://127.0.0.1:8080 and a uwsgi socke
 	$(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
 	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) --log-format console
 
-test: deps build proto-check test-go test-python test-perl ## run every test (Go, shims, e2e with nginx)
+test: deps build proto-check test-go test-python test-perl test-ruby ## run every test (Go, shims, e2e with nginx)
 
 test-go:
 	$(GO) vet ./...
@@ -63,6 +64,9 @@ test-python:
 
 test-perl: build
 	BRIDGE_BIN=$(BRIDGE) prove -Iperl/lib -r perl/t
+
+test-ruby:
+	ruby -Iruby/lib -Iruby/test ruby/test/run.rb
 
 $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go

@@ -7,6 +7,7 @@ import (
 
 	"bridge/perl"
 	"bridge/python"
+	"bridge/ruby"
 )
 
 // Language describes how to run one kind of shim. Adding a language is a new
@@ -58,6 +59,18 @@ var Languages = map[string]Language{
 			return []string{filepath.Join(shimDir, "bin", "bridge-psgi-runner"), "--app", app}
 		},
 		PathEnv: "PERL5LIB",
+	},
+	"ruby": {
+		Name:       "ruby",
+		EnvVar:     "BRIDGE_RUBY",
+		Candidates: []string{"ruby", "/usr/bin/ruby"},
+		Probe:      []string{"-e", "require 'grpc'; require 'google/protobuf'; require 'rack'"},
+		Install:    "apt-get install ruby-grpc ruby-google-protobuf ruby-rack (Debian/Ubuntu)",
+		Shim:       ruby.Shim,
+		Args: func(shimDir, app string) []string {
+			return []string{filepath.Join(shimDir, "bin", "bridge-rack-runner"), "--app", app}
+		},
+		PathEnv: "RUBYLIB",
 	},
 }
 

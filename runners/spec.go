@@ -11,6 +11,7 @@ import (
 //	python:MODULE:CALLABLE   a WSGI callable, e.g. python:app:application
 //	python:MODULE            callable defaults to "application" (as uWSGI does)
 //	perl:FILE.psgi           a PSGI app file, relative to --chdir
+//	ruby:FILE.ru             a Rack config file, relative to --chdir
 //	exec:CMD ARGS…           any executable that follows runners/CONTRACT.md
 type Spec struct {
 	// Language is the row of Languages that runs the spec, or "exec".
