@@ -72,13 +72,14 @@ $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
 	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
 
-proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## regenerate Go and Python stubs from proto/
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## regenerate Go, Python and Ruby stubs from proto/ (the Perl codec is hand-written, checked by golden tests)
 	protoc -I proto --go_out=. --go_opt=module=bridge \
 	  --go-grpc_out=. --go-grpc_opt=module=bridge proto/bridge/v1/runner.proto
 	protoc -I proto/bridge/v1 --python_out=python/bridge_runner proto/bridge/v1/runner.proto
+	protoc -I proto/bridge/v1 --ruby_out=ruby/lib/bridge_runner proto/bridge/v1/runner.proto
 
 proto-check: proto ## fail if the committed stubs differ from what proto/ generates
-	@git diff --exit-code -- proto python/bridge_runner/runner_pb2.py \
+	@git diff --exit-code -- proto python/bridge_runner/runner_pb2.py ruby/lib/bridge_runner/runner_pb.rb \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
 
 lint: ## gofmt, go vet, shellcheck (if installed)

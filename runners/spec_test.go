@@ -18,6 +18,7 @@ func TestParseSpec(t *testing.T) {
 		{in: "exec:/bin/runner --x 1", want: Spec{Language: "exec", Command: []string{"/bin/runner", "--x", "1"}}},
 		{in: "perl:app.psgi", want: Spec{Language: "perl", App: "app.psgi"}},
 		{in: "perl:", wantErr: "want LANGUAGE:TARGET"},
+		{in: "ruby:config.ru", want: Spec{Language: "ruby", App: "config.ru"}},
 		{in: "python:app:1bad", wantErr: "not a Python attribute name"},
 		{in: "python:my-app:application", wantErr: "not a Python module name"},
 		{in: "python:", wantErr: "want LANGUAGE:TARGET"},
