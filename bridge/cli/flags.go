@@ -66,9 +66,9 @@ func (s *sizeFlag) Set(v string) error {
 func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.runner, "runner", "", "the app to run: python:MODULE:CALLABLE (e.g. python:app:application), perl:FILE.psgi, or exec:CMD ARGS for a runner plugin")
+	fs.StringVar(&o.runner, "runner", "", "the app to run: python:MODULE:CALLABLE (e.g. python:app:application), perl:FILE.psgi, ruby:FILE.ru, or exec:CMD ARGS for a runner plugin")
 	fs.StringVar(&o.chdir, "chdir", "", "directory to run the app in (its import root); default: the current directory")
-	fs.StringVar(&o.interpreter, "interpreter", "", "interpreter to use (default: $BRIDGE_PYTHON or $BRIDGE_PERL, then python3//usr/bin/python3 or perl//usr/bin/perl: the first that has the runner's modules)")
+	fs.StringVar(&o.interpreter, "interpreter", "", "interpreter to use (default: $BRIDGE_PYTHON, $BRIDGE_PERL or $BRIDGE_RUBY, then the language's usual names, e.g. python3 and /usr/bin/python3: the first that has the runner's modules)")
 	fs.DurationVar(&o.startWait, "start-timeout", 60*time.Second, "how long a worker may take to load the app")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

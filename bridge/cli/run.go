@@ -18,8 +18,8 @@ import (
 	"bridge/runners"
 )
 
-const usage = `bridge — an application server for Python (WSGI) and Perl (PSGI) apps
-behind nginx.
+const usage = `bridge — an application server for Python (WSGI), Perl (PSGI) and Ruby
+(Rack) apps behind nginx.
 
 Usage:
   bridge serve --runner SPEC [--uwsgi ADDR] [--http ADDR] [flags]
@@ -29,6 +29,7 @@ Usage:
 Runner specs:
   python:MODULE:CALLABLE   a WSGI callable, e.g. python:myproject.wsgi:application
   perl:FILE.psgi           a PSGI app file, e.g. perl:app.psgi
+  ruby:FILE.ru             a Rack config file, e.g. ruby:config.ru
   exec:CMD ARGS…           any runner plugin (see runners/CONTRACT.md)
 
 Commands:
