@@ -15,7 +15,7 @@ bridge=$root/bin/bridge
 [ -x "$bridge" ] || { echo "build first: make build" >&2; exit 1; }
 [ -x "$peers/run.sh" ] || { echo "peers harness not found at $peers (set PEERS_DIR)" >&2; exit 1; }
 
-only=${ONLY:-'^nginx>(uwsgi-py p2|gunicorn sync w2|uwsgi-psgi p2|starman w2)$'}
+only=${ONLY:-'^nginx>(uwsgi-py p2|gunicorn sync w2|uwsgi-psgi p2|starman w2|uwsgi-rack p2 gc100|puma w2t4)$'}
 workloads=${WORKLOADS:-hello,hello_c1,big,echo}
 out=$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
@@ -24,5 +24,6 @@ mkdir -p "$out"
   --passes "${PASSES:-1}" --duration "${DURATION:-10}" --out "$out" \
   --add "nginx>bridge-py w2|nginx|uwsgi|python|all|$bridge serve --runner python:{module}:application --chdir {appdir} --uwsgi unix:{sock} --workers 2 --log-level warn" \
   --add "nginx>bridge-psgi w2|nginx|uwsgi|perl|all|$bridge serve --runner perl:{app} --chdir {appdir} --uwsgi unix:{sock} --workers 2 --log-level warn" \
+  --add "nginx>bridge-rack w2|nginx|uwsgi|ruby|all|$bridge serve --runner ruby:{app} --chdir {appdir} --uwsgi unix:{sock} --workers 2 --log-level warn" \
   | tee "$out/table.txt"
 echo "results: $out"
