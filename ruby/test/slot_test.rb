@@ -359,13 +359,58 @@ class SlotTest < Minitest::Test
     assert_nil out[0].error
     assert_equal ['x' * 10, 2 * chunk.bytesize + 2, '', nil], got
     seen = nil
-    run_slot(->(e) { seen = e['rack.input'].class; [200, {}, []] }, frames)
+    run_slot(->(e) { e['rack.input'].read; seen = e['rack.input'].io.class; [200, {}, []] }, frames)
     assert_equal Tempfile, seen
   end
 
-  def test_G19_request_ends_mid_body_stream_returns_quietly
+  def test_request_stream_ending_mid_body_is_an_input_error_for_a_reading_app
     frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 4), body: 'ab')]
-    assert_equal [], run_slot(->(_e) { flunk 'app called' }, frames)
+    out = run_slot(->(e) { e['rack.input'].read; [200, {}, []] }, frames)
+    assert_equal 1, out.size
+    assert_match(/incomplete/, out[0].error.message)
+    out = run_slot(->(_e) { [200, {}, ['x']] }, frames)
+    assert_equal ['x'], out.map(&:body)
+  end
+
+  # Contract: body frames are read only as the app asks; unread ones are
+  # discarded up to `end` before the next head.
+  def test_input_is_read_lazily_and_the_rest_drained
+    pulled = []
+    frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 6, request_id: 'a'), body: 'ab'),
+              V1::RequestFrame.new(body: 'cd'), V1::RequestFrame.new(body: 'ef'), V1::RequestFrame.new(end: true),
+              V1::RequestFrame.new(head: head(request_id: 'b'), end: true)]
+    en = Enumerator.new { |y| frames.each { |f| pulled << f; y << f } }
+    reads = []
+    app = lambda do |env|
+      reads << pulled.size
+      reads << env['rack.input'].read(3)
+      reads << pulled.size
+      [200, {}, [env['bridge.request_id']]]
+    end
+    out = []
+    BridgeRunner::Slot.new(app, rack3: false).run(en) { |f| out << f }
+    assert_equal [1, 'abc', 2, 5, nil, 5], reads
+    assert_equal %w[a b], out.map(&:body)
+  end
+
+  def test_R8_gets_each_and_read_with_buffer
+    frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: -1), body: "l1\nl"),
+              V1::RequestFrame.new(body: "2\nl3"), V1::RequestFrame.new(end: true)]
+    got = nil
+    app = lambda do |env|
+      inp = env['rack.input']
+      a = inp.gets
+      b = []
+      inp.each { |l| b << l }
+      inp.rewind
+      buf = +''
+      inp.read(2, buf)
+      got = [a, b, buf, inp.read, inp.read, inp.read(1)]
+      [200, {}, []]
+    end
+    out = run_slot(Rack::Lint.new(app), frames)
+    assert_nil out[0].error
+    assert_equal ["l1\n", ["l2\n", 'l3'], 'l1', "\nl2\nl3", '', nil], got
   end
 
   # G4/R14: the response writer going away (gRPC cancel) closes the body once

@@ -5,6 +5,7 @@ require 'tempfile'
 require 'uri' # Rack::Lint 2.2 uses URI without requiring it
 require 'rack'
 require 'bridge_runner/log'
+require 'bridge_runner/input'
 require 'bridge_runner/runner_pb'
 
 module BridgeRunner
@@ -44,6 +45,10 @@ module BridgeRunner
     # reqs: something with #next (raises StopIteration at end of stream).
     # Yields ResponseFrames. Returns when the stream ends.
     def run(reqs, &out)
+      catch(:stream_ended) { run_loop(reqs, &out) }
+    end
+
+    def run_loop(reqs, &out)
       loop do
         frame = begin
           reqs.next
@@ -60,53 +65,29 @@ module BridgeRunner
       end
     end
 
-    SPILL = 1 << 20 # request bodies larger than this go to a Tempfile
-
     def serve_one(first, reqs, &out)
       head = first.head
       Thread.current[:bridge_request_id] = head.request_id
       input = nil
       begin
-        input = read_input(first, reqs, head.content_length)
+        input = Input.new(first, reqs, head.content_length)
         env = build_env(head, input)
-      rescue StopIteration
-        Log.info('request stream ended before the request body end')
-        return
       rescue StandardError => e
         Log.error("cannot prepare the request: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
-        err = V1::Error.new(kind: 'input', message: "#{e.class}: #{e.message}")
+        err = V1::Error.new(kind: 'internal', message: "#{e.class}: #{e.message}")
         out.call(V1::ResponseFrame.new(error: err, end: true))
+        input&.drain
         return
       end
       respond(env, &out)
+      input.drain
+    rescue StopIteration
+      Log.info('request stream ended before the request body end')
+      throw :stream_ended
     ensure
       [$stdout, $stderr].each { |io| io.flush if io.is_a?(Log::LineWriter) }
-      input.close! if input.is_a?(Tempfile)
+      input&.dispose
       Thread.current[:bridge_request_id] = nil
-    end
-
-    # Reads the whole request body (R8: rewindable, binary).
-    def read_input(first, reqs, content_length)
-      io = StringIO.new(+''.b)
-      io.binmode
-      io = spill(io) if content_length > SPILL
-      io.write(first.body)
-      ended = first.end
-      until ended
-        f = reqs.next
-        io = spill(io) if io.is_a?(StringIO) && io.pos + f.body.bytesize > SPILL
-        io.write(f.body)
-        ended = f.end
-      end
-      io.rewind
-      io
-    end
-
-    def spill(sio)
-      tf = Tempfile.new('bridge-rack-input', binmode: true)
-      tf.unlink rescue nil # rubocop:disable Style/RescueModifier
-      tf.write(sio.string)
-      tf
     end
 
     def build_env(head, input)
