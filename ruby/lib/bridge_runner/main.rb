@@ -72,7 +72,11 @@ module BridgeRunner
       stop = -> { sig_w.write_nonblock('x') rescue nil }
       describe = {
         language: 'ruby', language_version: RUBY_VERSION,
-        interface: rack3 ? 'rack/3.0' : "rack/#{Rack::RELEASE.split('.')[0, 2].join('.')}",
+        interface: if rack3 && Rack::RELEASE.start_with?('2')
+                     'rack/3.0' # Rack 3 semantics forced on a Rack 2 install
+                   else
+                     "rack/#{Rack::RELEASE.split('.')[0, 2].join('.')}"
+                   end,
         app: opts[:app], threads: threads, pid: Process.pid,
         server: "bridge-rack/#{VERSION} grpc/#{GRPC::VERSION} rack/#{Rack::RELEASE}"
       }
