@@ -148,6 +148,15 @@ class IntegrationTest < Minitest::Test
     assert out.last.end
   end
 
+  def test_G25_sigterm_finishes_in_flight_request
+    stub = stub_for(start('stream.ru'))
+    t = Thread.new { stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/sleep'), end: true)]).to_a }
+    sleep 0.15
+    st = stop
+    assert_equal 'slept', t.value.map(&:body).join
+    assert st&.success?
+  end
+
   def test_refuses_without_cookie
     _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
     refute st.success?
