@@ -1,12 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
-	"math/rand/v2"
-	"mime/multipart"
-	"net/http"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +15,10 @@ type perlApp struct {
 }
 
 // TestPerlFrameworks runs Dancer2 and Mojolicious (through Mojo's own PSGI
-// adapter) behind nginx→uwsgi, nginx→proxy and direct HTTP: routes, params,
-// JSON, form and upload bodies (P9, X1), streaming (P17, P18), redirects,
-// 404 and error pages that leak nothing (P23, G2).
+// adapter) behind nginx→uwsgi, nginx→proxy and direct HTTP: the shared
+// framework routes (params, JSON, upload bodies P9/X1, streaming P17/P18,
+// redirects, 404, error pages that leak nothing P23/G2) and, for Dancer2,
+// psgix.harakiri (X4).
 func TestPerlFrameworks(t *testing.T) {
 	for _, app := range []perlApp{
 		{dir: "dancer2_app", framework: "Dancer2", stream: true},
@@ -38,76 +33,7 @@ func TestPerlFrameworks(t *testing.T) {
 }
 
 func testPerlApp(t *testing.T, fx *fixture, app perlApp) {
-	t.Run("routes_and_params", func(t *testing.T) {
-		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
-			get(t, f, "/hello/caf%C3%A9").expect(t, 200, "Hello, café!")
-			r := get(t, f, "/params?a=1&a=2&b=x%20y")
-			var got map[string]any
-			if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 {
-				t.Fatalf("params: %d %q", r.status, r.body)
-			}
-			want := map[string]any{"a": []any{"1", "2"}, "b": []any{"x y"}}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("params: got %v, want %v", got, want)
-			}
-		})
-	})
-	t.Run("json", func(t *testing.T) {
-		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
-			r := request(t, f, http.MethodPost, "/json", []byte(`{"x":[1,2],"s":"ok"}`), http.Header{"Content-Type": {"application/json"}})
-			var got map[string]any
-			if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 {
-				t.Fatalf("json: %d %q", r.status, r.body)
-			}
-			want := map[string]any{"method": "POST", "received": map[string]any{"x": []any{1.0, 2.0}, "s": "ok"}}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("json: got %v, want %v", got, want)
-			}
-		})
-	})
-	t.Run("P9_X1_upload_3MB", func(t *testing.T) {
-		data := make([]byte, 3<<20)
-		_, _ = rand.NewChaCha8([32]byte{4, 5, 6}).Read(data)
-		var buf bytes.Buffer
-		mw := multipart.NewWriter(&buf)
-		fw, _ := mw.CreateFormFile("file", "blob.bin")
-		_, _ = fw.Write(data)
-		_ = mw.Close()
-		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
-			r := request(t, f, http.MethodPost, "/upload", buf.Bytes(), http.Header{"Content-Type": {mw.FormDataContentType()}})
-			var got map[string]any
-			if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 {
-				t.Fatalf("upload: %d %q", r.status, r.body)
-			}
-			if got["size"] != float64(len(data)) || got["sha256"] != sha256Hex(data) || got["name"] != "blob.bin" {
-				t.Errorf("upload: got %v", got)
-			}
-		})
-	})
-	if app.stream {
-		t.Run("P17_P18_streaming", func(t *testing.T) {
-			forFronts(t, fx.fronts, unbuffered, func(t *testing.T, f front) {
-				st := getStream(t, f, "/stream")
-				if strings.Join(st.lines, "") != "tick 1\ntick 2\ntick 3\n" {
-					t.Fatalf("stream: %q", st.lines)
-				}
-				if st.at[0] > time.Second || st.total < 2*time.Second {
-					t.Errorf("first chunk after %v, whole stream %v: want < 1s and ≥ 2s", st.at[0], st.total)
-				}
-			})
-		})
-	}
-	t.Run("redirect_404", func(t *testing.T) {
-		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
-			r := get(t, f, "/redirect")
-			if r.status != 302 || !strings.HasSuffix(r.header.Get("Location"), "/hello/redirected") {
-				t.Errorf("redirect: %d Location %q", r.status, r.header.Get("Location"))
-			}
-			if r := get(t, f, "/no/such/page"); r.status != 404 {
-				t.Errorf("404: got %d", r.status)
-			}
-		})
-	})
+	testFrameworkRoutes(t, fx, app.stream)
 	if app.framework == "Dancer2" { // the route sets psgix.harakiri.commit
 		t.Run("X4_harakiri", func(t *testing.T) {
 			// Not parallel with the others: it retires a worker on purpose,
@@ -126,14 +52,4 @@ func testPerlApp(t *testing.T, fx *fixture, app perlApp) {
 			}
 		})
 	}
-	t.Run("P23_G2_error_page", func(t *testing.T) {
-		forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
-			r := get(t, f, "/die")
-			if r.status != 500 || strings.Contains(string(r.body), "secret failure detail") {
-				t.Errorf("error page: %d %q", r.status, r.body)
-			}
-			// The app still serves after a die.
-			get(t, f, "/hello/again").expect(t, 200, "Hello, again!")
-		})
-	})
 }
