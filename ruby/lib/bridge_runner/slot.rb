@@ -102,7 +102,8 @@ module BridgeRunner
       env['SCRIPT_NAME'] ||= ''.b
       env['SCRIPT_NAME'] = ''.b if env['SCRIPT_NAME'] == '/'
       env['PATH_INFO'] ||= ''.b
-      env['SERVER_PROTOCOL'] ||= 'HTTP/1.1'.b
+      # R5: always set and well-formed, whatever the front sent.
+      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b unless env['SERVER_PROTOCOL'] =~ %r{\AHTTP/\d(\.\d)?\z}n
       # R4: PATH_INFO is the raw path from REQUEST_URI.
       if (uri = env['REQUEST_URI']) && uri.start_with?('/')
         raw = uri.split('?', 2)[0].b
