@@ -13,7 +13,8 @@ APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
             python3-flask nginx curl ca-certificates \
             libprotocol-http2-perl libplack-perl libtest-tcp-perl libwww-perl \
             libdancer2-perl libmojolicious-perl \
-            ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest
+            ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest \
+            ruby-rails
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 DEMO_HTTP  ?= 127.0.0.1:8080

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/cookiejar"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,5 +34,29 @@ func TestSinatra(t *testing.T) {
 				}
 			}
 		})
+	})
+}
+
+// TestRails runs a minimal single-file Rails app (Debian's ruby-rails 6.1)
+// through every front: routing with params, JSON in and out, a redirect,
+// Rails' own 404 and an error page without the exception text (G2).
+func TestRails(t *testing.T) {
+	fx := startFixture(t, "rails_app", "ruby:config.ru", 2, 2)
+	forFronts(t, fx.fronts, nil, func(t *testing.T, f front) {
+		get(t, f, "/hello/caf%C3%A9").expect(t, 200, "Hello, café!")
+		get(t, f, "/params?a=1&a=2&b=x%20y").expect(t, 200, `{"a":["1","2"],"b":["x y"]}`)
+		r := request(t, f, http.MethodPost, "/json", []byte(`{"x":[1,2]}`), http.Header{"Content-Type": {"application/json"}})
+		r.expect(t, 200, `{"received":{"x":[1,2]},"method":"POST"}`)
+		r = get(t, f, "/redirect")
+		if r.status != 302 || !strings.HasSuffix(r.header.Get("Location"), "/hello/redirected") {
+			t.Errorf("redirect: %d Location %q", r.status, r.header.Get("Location"))
+		}
+		if r := get(t, f, "/no/such/page"); r.status != 404 {
+			t.Errorf("404: got %d", r.status)
+		}
+		r = get(t, f, "/die")
+		if r.status != 500 || strings.Contains(string(r.body), "secret failure detail") {
+			t.Errorf("error page: %d %q", r.status, r.body)
+		}
 	})
 }

@@ -50,3 +50,23 @@ class EnvIdsTest < Minitest::Test
     assert_equal 'ok', body_of(out)
   end
 end
+
+# R1: the mode comes from Rack::RELEASE (Debian 12: 2.2.x → Rack 2 mode),
+# unless BRIDGE_RACK_SPEC forces it.
+class ModeDetectionTest < Minitest::Test
+  def with_spec(value)
+    old = ENV['BRIDGE_RACK_SPEC']
+    value.nil? ? ENV.delete('BRIDGE_RACK_SPEC') : ENV['BRIDGE_RACK_SPEC'] = value
+    yield
+  ensure
+    old.nil? ? ENV.delete('BRIDGE_RACK_SPEC') : ENV['BRIDGE_RACK_SPEC'] = old
+  end
+
+  def test_R1_mode_from_rack_release
+    with_spec(nil) do
+      assert_equal Gem::Version.new(Rack::RELEASE) >= Gem::Version.new('3'), BridgeRunner.rack3?
+    end
+    with_spec('3') { assert BridgeRunner.rack3? }
+    with_spec('2') { refute BridgeRunner.rack3? }
+  end
+end
