@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"bridge/bridge/admin"
 	"bridge/bridge/dispatch"
 	"bridge/bridge/front"
 	"bridge/bridge/supervise"
@@ -55,7 +56,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, kind := range []struct {
 		name  string
 		addrs []string
-	}{{"uwsgi", o.uwsgi}, {"http", o.http}} {
+	}{{"uwsgi", o.uwsgi}, {"http", o.http}, {"admin", o.admin}} {
 		for _, a := range kind.addrs {
 			ln, err := front.Listen(a, os.FileMode(mode))
 			if err != nil {
@@ -83,7 +84,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancelReqs()
 
 	var uwsgis []*front.Uwsgi
-	var https []*http.Server
+	var https, adminSrv []*http.Server
+	adm := admin.New(pool)
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
@@ -96,6 +98,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 				defer wg.Done()
 				if err := u.Serve(reqCtx, l.ln); err != nil {
 					log.Error().Err(err).Str("addr", l.addr).Msg("uwsgi listener failed")
+				}
+			}()
+		case "admin":
+			srv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			adminSrv = append(adminSrv, srv)
+			go func() {
+				defer wg.Done()
+				if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error().Err(err).Str("addr", l.addr).Msg("admin listener failed")
 				}
 			}()
 		case "http":
@@ -113,6 +124,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Msg("bridge ready")
 
 	<-ctx.Done()
+	adm.Drain() // readiness fails first, so probes stop sending traffic
 	closeUwsgi := func() {
 		for _, l := range lns {
 			if l.kind == "uwsgi" {
@@ -121,6 +133,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	drain(log, o.grace, closeUwsgi, uwsgis, https, sup, cancelReqs)
+	for _, srv := range adminSrv {
+		srv.Close()
+	}
 	wg.Wait()
 	log.Info().Msg("bridge stopped")
 	return nil
@@ -160,6 +175,8 @@ func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgi
 
 func validate(o *options) error {
 	switch {
+	case len(o.admin) > 1:
+		return usageError("--admin may be given once")
 	case len(o.uwsgi) == 0 && len(o.http) == 0:
 		return usageError("no listener: give --uwsgi ADDR and/or --http ADDR, e.g. --uwsgi unix:/run/app.sock")
 	case o.workers < 1:

@@ -45,13 +45,13 @@ func freeAddr(t *testing.T) string {
 // are refused, requests in flight finish with 200, and serve returns nil.
 func TestServeDrainsInFlightRequests(t *testing.T) {
 	t.Setenv(testrunner.EnvVar, "1") // inherited by the runner processes
-	addr := freeAddr(t)
+	addr, adminAddr := freeAddr(t), freeAddr(t)
 	ctx, signal := context.WithCancel(context.Background())
 	logs := &lockedBuf{}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, []string{"serve", "--runner", "exec:" + os.Args[0], "--http", addr,
-			"--workers", "1", "--threads", "4", "--grace", "10s"}, io.Discard, logs)
+			"--workers", "1", "--threads", "4", "--grace", "10s", "--admin", adminAddr}, io.Discard, logs)
 	}()
 	client := &http.Client{Timeout: 10 * time.Second}
 	deadline := time.Now().Add(20 * time.Second)
@@ -82,8 +82,22 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond) // all four are running in the app
+	if code := status(t, client, "http://"+adminAddr+"/readyz"); code != 200 {
+		t.Fatalf("readyz before shutdown: %d", code)
+	}
 	start := time.Now()
 	signal()
+	// Readiness fails at once, while the requests are still running.
+	readyCode := 0
+	for i := 0; i < 50; i++ {
+		if readyCode = status(t, client, "http://"+adminAddr+"/readyz"); readyCode == 503 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if readyCode != 503 {
+		t.Errorf("readyz during drain: %d, want 503", readyCode)
+	}
 	for range inflight {
 		if r := <-results; r != "200 OK slept" {
 			t.Errorf("in-flight request: %s", r)
@@ -140,4 +154,14 @@ func TestServePortInUse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func status(t *testing.T, c *http.Client, url string) int {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
