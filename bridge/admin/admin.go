@@ -17,18 +17,21 @@ type Readiness interface {
 // Server holds the state the endpoints report.
 type Server struct {
 	workers  Readiness
+	metrics  *Metrics
 	draining atomic.Bool
 }
 
-// New returns admin endpoints over workers.
-func New(workers Readiness) *Server { return &Server{workers: workers} }
+// New returns admin endpoints over workers; metrics may be nil.
+func New(workers Readiness, metrics *Metrics) *Server {
+	return &Server{workers: workers, metrics: metrics}
+}
 
 // Drain marks bridge as shutting down: /readyz fails from now on, so load
 // balancers stop sending before the listeners close.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Handler returns the admin mux: /healthz (the process is alive) and
-// /readyz (a worker is ready and bridge is not draining).
+// Handler returns the admin mux: /healthz (the process is alive), /readyz
+// (a worker is ready and bridge is not draining) and /metrics (Prometheus).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -44,6 +47,9 @@ func (s *Server) Handler() http.Handler {
 			writeText(w, http.StatusOK, "ready\n")
 		}
 	})
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
 	return mux
 }
 

@@ -19,7 +19,7 @@ func probe(t *testing.T, h http.Handler, path string) (int, string) {
 
 func TestProbes(t *testing.T) {
 	w := &fakeWorkers{}
-	s := New(w)
+	s := New(w, nil)
 	h := s.Handler()
 	if code, _ := probe(t, h, "/healthz"); code != 200 {
 		t.Fatalf("healthz %d", code)

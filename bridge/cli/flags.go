@@ -80,7 +80,7 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.IntVar(&o.threads, "threads", 1, "app threads (slots) per runner process")
 	fs.Var(&o.uwsgi, "uwsgi", "uwsgi listener for nginx uwsgi_pass: unix:/path or host:port (repeatable)")
 	fs.Var(&o.http, "http", "HTTP/1.1 listener: host:port or unix:/path (repeatable)")
-	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive) and /readyz (a worker is ready and bridge is not draining)")
+	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining) and /metrics (Prometheus)")
 	fs.StringVar(&o.socketMode, "socket-mode", "0666", "permissions of unix sockets bridge creates")
 	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering")

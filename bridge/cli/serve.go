@@ -68,16 +68,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
+	metrics := admin.NewMetrics(pool)
 	sup := supervise.New(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
-		StartTimeout: o.startWait, Log: log,
+		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted,
 	}, pool)
 	if err := sup.Start(ctx); err != nil {
 		closeAll()
 		return err
 	}
 
-	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Timeout: o.timeout, MaxBody: int64(o.maxBody)}
+	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Timeout: o.timeout, MaxBody: int64(o.maxBody),
+		Begin: metrics.Begin}
 	// Requests keep running after a shutdown signal: they get their own
 	// context, cancelled only when the grace period is over.
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
@@ -85,7 +87,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var uwsgis []*front.Uwsgi
 	var https, adminSrv []*http.Server
-	adm := admin.New(pool)
+	adm := admin.New(pool, metrics)
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")

@@ -85,6 +85,21 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if code := status(t, client, "http://"+adminAddr+"/readyz"); code != 200 {
 		t.Fatalf("readyz before shutdown: %d", code)
 	}
+	resp, err := client.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`bridge_requests_total{code="200",runner="exec:` + os.Args[0] + `"} 1`,
+		"bridge_requests_in_flight 4", "bridge_workers_ready 1", "bridge_queue_depth 0",
+		"bridge_request_duration_seconds_bucket", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	start := time.Now()
 	signal()
 	// Readiness fails at once, while the requests are still running.

@@ -162,6 +162,26 @@ func (p *Pool) Release(s *Slot) {
 	w.free = append(w.free, s)
 }
 
+// Waiting returns the number of requests queued for a slot.
+func (p *Pool) Waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiters)
+}
+
+// ReadyWorkers returns the number of workers taking requests.
+func (p *Pool) ReadyWorkers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, w := range p.workers {
+		if !w.suspended {
+			n++
+		}
+	}
+	return n
+}
+
 // Busy returns the number of slots in use on w.
 func (p *Pool) Busy(w *Worker) int {
 	p.mu.Lock()

@@ -20,6 +20,9 @@ type Handler struct {
 	Runner  string        // runner spec, for the access log
 	Timeout time.Duration // per request; 0 = none
 	MaxBody int64         // request body limit in bytes (G6)
+	// Begin, if set, is called when a request arrives; the func it returns
+	// is called with the outcome (metrics).
+	Begin func() func(runner string, status int, d time.Duration)
 }
 
 // maxAttempts bounds how often a request that no runner saw is re-dispatched.
@@ -31,6 +34,10 @@ const maxAttempts = 3
 func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.ResponseWriter) error {
 	start := time.Now()
 	log := h.Log.With().Str("req_id", req.ID).Logger()
+	var done func(string, int, time.Duration)
+	if h.Begin != nil {
+		done = h.Begin()
+	}
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
@@ -73,6 +80,9 @@ func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.Re
 		ev = log.Warn()
 	case err != nil:
 		ev = log.Warn().Err(err)
+	}
+	if done != nil {
+		done(h.Runner, status, time.Since(start))
 	}
 	ev.Str("method", req.Method).Str("uri", req.URI).Int("status", status).
 		Int64("bytes", res.Bytes).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).

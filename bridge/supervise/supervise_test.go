@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,4 +75,38 @@ func TestStartDescribeAndStop(t *testing.T) {
 	if processAlive(pid) {
 		t.Fatalf("runner %d still alive after Stop", pid)
 	}
+}
+
+// A killed runner is replaced, and the replacement is reported.
+func TestKilledWorkerIsReplacedAndReported(t *testing.T) {
+	pool := dispatch.NewPool(1, time.Second)
+	cfg := config()
+	cfg.Workers = 1
+	restarts := make(chan string, 4)
+	cfg.OnRestart = func(reason string) { restarts <- reason }
+	s := supervise.New(cfg, pool)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(time.Second)
+	old := s.Info().Pid
+	if err := syscall.Kill(int(old), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-restarts:
+		if reason != "exited" {
+			t.Errorf("reason %q", reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no restart reported")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if info := s.Info(); info != nil && info.Pid != old && pool.Ready() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no replacement worker became ready")
 }

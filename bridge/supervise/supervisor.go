@@ -21,6 +21,9 @@ type Config struct {
 	Threads      int
 	StartTimeout time.Duration
 	Log          zerolog.Logger
+	// OnRestart, if set, is told each time a worker is replaced and why
+	// ("exited": crash, harakiri or a failed health check).
+	OnRestart func(reason string)
 }
 
 // Supervisor keeps Config.Workers runners alive and registered with the pool.
@@ -145,6 +148,9 @@ func (s *Supervisor) watch(i int) {
 			s.pool.Remove(cur.w)
 			cur.proc.kill()
 			s.cfg.Log.Warn().Str("worker", cur.w.Name).Int("pid", cur.proc.pid()).Msg("worker exited; restarting")
+			if s.cfg.OnRestart != nil {
+				s.cfg.OnRestart("exited")
+			}
 			s.mu.Lock()
 			delete(s.running, i)
 			s.mu.Unlock()
