@@ -28,6 +28,8 @@ type options struct {
 	socketMode string
 	serverName string
 
+	maxRequests  int
+	maxJitter    int
 	timeout      time.Duration
 	grace        time.Duration
 	backlog      int
@@ -83,6 +85,8 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining) and /metrics (Prometheus)")
 	fs.StringVar(&o.socketMode, "socket-mode", "0666", "permissions of unix sockets bridge creates")
 	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
+	fs.IntVar(&o.maxRequests, "max-requests", 0, "recycle a worker after this many requests (0 = never); its replacement is ready first")
+	fs.IntVar(&o.maxJitter, "max-requests-jitter", 0, "add up to this many requests to each worker's --max-requests, so workers do not recycle together")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	fs.IntVar(&o.backlog, "backlog", 1024, "requests that may wait for a free slot; more get 503")

@@ -72,6 +72,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	sup := supervise.New(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
 		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted,
+		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, RecycleGrace: o.grace,
 	}, pool)
 	if err := sup.Start(ctx); err != nil {
 		closeAll()
@@ -185,6 +186,8 @@ func validate(o *options) error {
 		return usageError(fmt.Sprintf("--workers %d: must be at least 1", o.workers))
 	case o.threads < 1:
 		return usageError(fmt.Sprintf("--threads %d: must be at least 1", o.threads))
+	case o.maxRequests < 0 || o.maxJitter < 0:
+		return usageError("--max-requests and --max-requests-jitter must not be negative")
 	case o.backlog < 0:
 		return usageError("--backlog must not be negative")
 	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0:

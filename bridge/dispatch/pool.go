@@ -150,6 +150,10 @@ func (p *Pool) Release(s *Slot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := s.worker
+	w.served++
+	if w.served == w.RecycleAfter && w.OnBroken != nil {
+		w.OnBroken() // non-blocking: wakes the supervisor
+	}
 	if w.removed {
 		w.busy--
 		return
@@ -180,6 +184,13 @@ func (p *Pool) ReadyWorkers() int {
 		}
 	}
 	return n
+}
+
+// Served returns the number of requests w has finished.
+func (p *Pool) Served(w *Worker) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.served
 }
 
 // Busy returns the number of slots in use on w.

@@ -27,11 +27,15 @@ type Worker struct {
 	// breaks for a reason other than its request's cancellation: the
 	// supervisor then checks the process at once instead of at its next tick.
 	OnBroken func()
+	// RecycleAfter, if > 0, makes the pool call OnBroken once the worker has
+	// finished that many requests, so the supervisor recycles it promptly.
+	RecycleAfter int64
 
 	// Guarded by the pool's mutex.
 	pool      *Pool
 	free      []*Slot
 	busy      int
+	served    int64 // requests finished on this worker
 	removed   bool
 	suspended bool
 }

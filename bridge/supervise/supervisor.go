@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -22,8 +23,15 @@ type Config struct {
 	StartTimeout time.Duration
 	Log          zerolog.Logger
 	// OnRestart, if set, is told each time a worker is replaced and why
-	// ("exited": crash, harakiri or a failed health check).
+	// ("exited": crash, harakiri or a failed health check; "max-requests").
 	OnRestart func(reason string)
+	// MaxRequests recycles a worker after that many requests (0: never),
+	// plus a random 0..MaxRequestsJitter so workers do not all recycle at
+	// once. The replacement is ready before the old worker drains.
+	MaxRequests, MaxRequestsJitter int
+	// RecycleGrace bounds how long a recycled worker may finish its
+	// requests.
+	RecycleGrace time.Duration
 }
 
 // Supervisor keeps Config.Workers runners alive and registered with the pool.
@@ -44,8 +52,9 @@ type Supervisor struct {
 }
 
 type slotWorker struct {
-	proc *process
-	w    *dispatch.Worker
+	proc  *process
+	w     *dispatch.Worker
+	limit int64 // requests before recycling; 0 = never
 }
 
 // New makes a supervisor that feeds pool.
@@ -104,14 +113,21 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
 	}
 	log = log.With().Int("pid", p.pid()).Logger()
 	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, log)
+	// Called by dispatch (never blocking) when a stream breaks or the
+	// request limit is reached: either way, look at this worker now.
 	w.OnBroken = func() {
 		select {
 		case s.pokes[i] <- struct{}{}:
 		default:
 		}
 	}
+	var limit int64
+	if s.cfg.MaxRequests > 0 {
+		limit = int64(s.cfg.MaxRequests + rand.IntN(s.cfg.MaxRequestsJitter+1))
+	}
+	w.RecycleAfter = limit
 	s.mu.Lock()
-	s.running[i] = &slotWorker{proc: p, w: w}
+	s.running[i] = &slotWorker{proc: p, w: w, limit: limit}
 	s.mu.Unlock()
 	s.pool.Add(w)
 	log.Info().Str("app", p.info.App).Str("interface", p.info.Interface).
@@ -138,6 +154,11 @@ func (s *Supervisor) watch(i int) {
 		s.mu.Lock()
 		cur := s.running[i]
 		s.mu.Unlock()
+		if cur != nil && cur.limit > 0 && !cur.proc.client.Exited() && s.pool.Served(cur.w) >= cur.limit {
+			restarts++
+			s.recycle(i, cur, restarts)
+			continue
+		}
 		if cur != nil && !cur.proc.client.Exited() {
 			if !poked || !cur.proc.dead() {
 				s.pool.Resume(cur.w) // alive: a stream broke, not the runner
@@ -170,6 +191,33 @@ func (s *Supervisor) watch(i int) {
 		if time.Since(started) > 30*time.Second {
 			backoff = 100 * time.Millisecond
 		}
+	}
+}
+
+// recycle replaces worker i after its request limit: the replacement joins
+// dispatch first, then the old worker leaves it, finishes its requests (up
+// to RecycleGrace) and is shut down, so no request waits or fails.
+func (s *Supervisor) recycle(i int, old *slotWorker, n int) {
+	log := s.cfg.Log.With().Str("worker", old.w.Name).Logger()
+	log.Info().Int64("requests", s.pool.Served(old.w)).Msg("recycling worker (max-requests)")
+	if err := s.startOne(s.ctx, i, n); err != nil {
+		// Keep the old one serving, without a limit: a replacement that
+		// cannot start now would fail again at every tick.
+		log.Error().Err(err).Msg("replacement failed to start; old worker keeps serving, no longer recycled")
+		s.mu.Lock()
+		old.limit = 0
+		s.running[i] = old
+		s.mu.Unlock()
+		return
+	}
+	s.pool.Remove(old.w)
+	deadline := time.Now().Add(s.cfg.RecycleGrace)
+	for s.pool.Busy(old.w) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	old.proc.kill()
+	if s.cfg.OnRestart != nil {
+		s.cfg.OnRestart("max-requests")
 	}
 }
 
