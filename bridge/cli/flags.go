@@ -30,6 +30,7 @@ type options struct {
 
 	maxRequests  int
 	maxJitter    int
+	maxLifetime  time.Duration
 	timeout      time.Duration
 	grace        time.Duration
 	backlog      int
@@ -87,6 +88,7 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "recycle a worker after this many requests (0 = never); its replacement is ready first")
 	fs.IntVar(&o.maxJitter, "max-requests-jitter", 0, "add up to this many requests to each worker's --max-requests, so workers do not recycle together")
+	fs.DurationVar(&o.maxLifetime, "max-lifetime", 0, "recycle a worker after it has run this long (0 = never), plus up to 10% at random")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	fs.IntVar(&o.backlog, "backlog", 1024, "requests that may wait for a free slot; more get 503")

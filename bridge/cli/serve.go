@@ -72,7 +72,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	sup := supervise.New(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
 		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted,
-		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, RecycleGrace: o.grace,
+		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, MaxLifetime: o.maxLifetime,
+		RecycleGrace: o.grace,
 	}, pool)
 	if err := sup.Start(ctx); err != nil {
 		closeAll()
@@ -190,7 +191,7 @@ func validate(o *options) error {
 		return usageError("--max-requests and --max-requests-jitter must not be negative")
 	case o.backlog < 0:
 		return usageError("--backlog must not be negative")
-	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0:
+	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0 || o.maxLifetime < 0:
 		return usageError("durations must not be negative")
 	}
 	for _, a := range o.uwsgi {

@@ -29,6 +29,10 @@ type Config struct {
 	// plus a random 0..MaxRequestsJitter so workers do not all recycle at
 	// once. The replacement is ready before the old worker drains.
 	MaxRequests, MaxRequestsJitter int
+	// MaxLifetime recycles a worker once it is that old (0: never), plus up
+	// to a tenth more at random so workers started together do not leave
+	// together.
+	MaxLifetime time.Duration
 	// RecycleGrace bounds how long a recycled worker may finish its
 	// requests.
 	RecycleGrace time.Duration
@@ -52,9 +56,10 @@ type Supervisor struct {
 }
 
 type slotWorker struct {
-	proc  *process
-	w     *dispatch.Worker
-	limit int64 // requests before recycling; 0 = never
+	proc    *process
+	w       *dispatch.Worker
+	limit   int64     // requests before recycling; 0 = never
+	retires time.Time // recycle at this time; zero = never
 }
 
 // New makes a supervisor that feeds pool.
@@ -126,8 +131,12 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
 		limit = int64(s.cfg.MaxRequests + rand.IntN(s.cfg.MaxRequestsJitter+1))
 	}
 	w.RecycleAfter = limit
+	var retires time.Time
+	if s.cfg.MaxLifetime > 0 {
+		retires = time.Now().Add(s.cfg.MaxLifetime + rand.N(s.cfg.MaxLifetime/10+1))
+	}
 	s.mu.Lock()
-	s.running[i] = &slotWorker{proc: p, w: w, limit: limit}
+	s.running[i] = &slotWorker{proc: p, w: w, limit: limit, retires: retires}
 	s.mu.Unlock()
 	s.pool.Add(w)
 	log.Info().Str("app", p.info.App).Str("interface", p.info.Interface).
@@ -154,10 +163,12 @@ func (s *Supervisor) watch(i int) {
 		s.mu.Lock()
 		cur := s.running[i]
 		s.mu.Unlock()
-		if cur != nil && cur.limit > 0 && !cur.proc.client.Exited() && s.pool.Served(cur.w) >= cur.limit {
-			restarts++
-			s.recycle(i, cur, restarts)
-			continue
+		if cur != nil && !cur.proc.client.Exited() {
+			if reason := s.recycleReason(cur); reason != "" {
+				restarts++
+				s.recycle(i, cur, restarts, reason)
+				continue
+			}
 		}
 		if cur != nil && !cur.proc.client.Exited() {
 			if !poked || !cur.proc.dead() {
@@ -197,15 +208,15 @@ func (s *Supervisor) watch(i int) {
 // recycle replaces worker i after its request limit: the replacement joins
 // dispatch first, then the old worker leaves it, finishes its requests (up
 // to RecycleGrace) and is shut down, so no request waits or fails.
-func (s *Supervisor) recycle(i int, old *slotWorker, n int) {
+func (s *Supervisor) recycle(i int, old *slotWorker, n int, reason string) {
 	log := s.cfg.Log.With().Str("worker", old.w.Name).Logger()
-	log.Info().Int64("requests", s.pool.Served(old.w)).Msg("recycling worker (max-requests)")
+	log.Info().Int64("requests", s.pool.Served(old.w)).Str("reason", reason).Msg("recycling worker")
 	if err := s.startOne(s.ctx, i, n); err != nil {
 		// Keep the old one serving, without a limit: a replacement that
 		// cannot start now would fail again at every tick.
 		log.Error().Err(err).Msg("replacement failed to start; old worker keeps serving, no longer recycled")
 		s.mu.Lock()
-		old.limit = 0
+		old.limit, old.retires = 0, time.Time{}
 		s.running[i] = old
 		s.mu.Unlock()
 		return
@@ -217,8 +228,19 @@ func (s *Supervisor) recycle(i int, old *slotWorker, n int) {
 	}
 	old.proc.kill()
 	if s.cfg.OnRestart != nil {
-		s.cfg.OnRestart("max-requests")
+		s.cfg.OnRestart(reason)
 	}
+}
+
+// recycleReason says why a live worker is due for recycling, or "".
+func (s *Supervisor) recycleReason(sw *slotWorker) string {
+	switch {
+	case sw.limit > 0 && s.pool.Served(sw.w) >= sw.limit:
+		return "max-requests"
+	case !sw.retires.IsZero() && time.Now().After(sw.retires):
+		return "max-lifetime"
+	}
+	return ""
 }
 
 // Stop takes every worker out of dispatch, waits up to grace for requests in
