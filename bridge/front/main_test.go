@@ -33,13 +33,24 @@ type stack struct {
 
 func startStack(t *testing.T, timeout time.Duration) *stack {
 	t.Helper()
+	return startStackWith(t, timeout, nil)
+}
+
+// startStackWith is startStack with the supervisor's config adjusted by tune
+// (recycling limits, callbacks) before the workers start.
+func startStackWith(t *testing.T, timeout time.Duration, tune func(*supervise.Config)) *stack {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
 	pool := dispatch.NewPool(64, 5*time.Second)
-	sup := supervise.New(supervise.Config{
+	cfg := supervise.Config{
 		Command: supervise.Command{Path: os.Args[0], Env: []string{testrunner.EnvVar + "=1"}},
 		Runner:  "exec:testrunner", Workers: 2, Threads: 2, StartTimeout: 20 * time.Second, Log: log,
-	}, pool)
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	sup := supervise.New(cfg, pool)
 	if err := sup.Start(context.Background()); err != nil {
 		t.Fatalf("start workers: %v", err)
 	}
