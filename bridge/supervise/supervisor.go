@@ -2,7 +2,6 @@ package supervise
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -86,24 +85,17 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		s.Stop(0)
-		return errs[firstErr(errs)]
+	for _, err := range errs {
+		if err != nil {
+			s.Stop(0)
+			return err // the first worker's reason; the others say the same
+		}
 	}
 	for i := range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.watch(i)
 	}
 	return nil
-}
-
-func firstErr(errs []error) int {
-	for i, e := range errs {
-		if e != nil {
-			return i
-		}
-	}
-	return 0
 }
 
 func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
