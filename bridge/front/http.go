@@ -36,7 +36,7 @@ type HTTP struct {
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, err := f.canonical(r)
 	if err == nil {
-		err = f.H.Serve(r.Context(), req, &httpWriter{w: w, log: f.H.Log.With().Str("req_id", req.ID).Logger()})
+		err = f.H.Serve(r.Context(), req, &httpWriter{w: w, rc: http.NewResponseController(w), log: f.H.Log.With().Str("req_id", req.ID).Logger()})
 	}
 	if req != nil && req.Body != nil {
 		if c, ok := req.Body.(io.Closer); ok && req.Body != r.Body {
@@ -239,6 +239,7 @@ func spool(body io.Reader, max int64) (*spooled, error) {
 // httpWriter adapts http.ResponseWriter to request.ResponseWriter.
 type httpWriter struct {
 	w   http.ResponseWriter
+	rc  *http.ResponseController // made once: every chunk is flushed (W23)
 	log zerolog.Logger
 }
 
@@ -273,7 +274,7 @@ func (hw *httpWriter) Write(p []byte) error {
 	if _, err := hw.w.Write(p); err != nil {
 		return err
 	}
-	return http.NewResponseController(hw.w).Flush()
+	return hw.rc.Flush()
 }
 
 func (hw *httpWriter) SendFile(path string, offset, n int64) error {
@@ -285,7 +286,7 @@ func (hw *httpWriter) SendFile(path string, offset, n int64) error {
 	if _, err := io.Copy(hw.w, body); err != nil {
 		return err
 	}
-	return http.NewResponseController(hw.w).Flush()
+	return hw.rc.Flush()
 }
 
 // NewHTTPServer wraps the front in an http.Server with bridge's timeouts.
