@@ -31,7 +31,10 @@ type options struct {
 	maxRequests  int
 	maxJitter    int
 	maxLifetime  time.Duration
+	maxRSS       sizeFlag
 	timeout      time.Duration
+	cancelGrace  time.Duration
+	maxConns     int
 	grace        time.Duration
 	backlog      int
 	queueTimeout time.Duration
@@ -89,7 +92,10 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "recycle a worker after this many requests (0 = never); its replacement is ready first")
 	fs.IntVar(&o.maxJitter, "max-requests-jitter", 0, "add up to this many requests to each worker's --max-requests, so workers do not recycle together")
 	fs.DurationVar(&o.maxLifetime, "max-lifetime", 0, "recycle a worker after it has run this long (0 = never), plus up to 10% at random")
-	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering")
+	fs.Var(&o.maxRSS, "max-rss", "recycle a worker whose process tree uses more memory than this (0 = never): bytes, or with K, M, G")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering, else the response is cut off")
+	fs.DurationVar(&o.cancelGrace, "cancel-grace", 5*time.Second, "how long an app may keep running a request that was cancelled (timeout, client gone) before bridge logs the worker's stacks and replaces it")
+	fs.IntVar(&o.maxConns, "max-connections", 0, "open client connections per listener (0 = no limit); beyond it new connections wait in the kernel's accept queue")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	fs.IntVar(&o.backlog, "backlog", 1024, "requests that may wait for a free slot; more get 503")
 	fs.DurationVar(&o.queueTimeout, "queue-timeout", 30*time.Second, "how long a request may wait for a free slot before 503")

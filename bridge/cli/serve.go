@@ -189,9 +189,9 @@ func validate(o *options) error {
 		return usageError(fmt.Sprintf("--threads %d: must be at least 1", o.threads))
 	case o.maxRequests < 0 || o.maxJitter < 0:
 		return usageError("--max-requests and --max-requests-jitter must not be negative")
-	case o.backlog < 0:
-		return usageError("--backlog must not be negative")
-	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0 || o.maxLifetime < 0:
+	case o.backlog < 0 || o.maxConns < 0:
+		return usageError("--backlog and --max-connections must not be negative")
+	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0 || o.maxLifetime < 0 || o.cancelGrace < 0:
 		return usageError("durations must not be negative")
 	}
 	for _, a := range o.uwsgi {

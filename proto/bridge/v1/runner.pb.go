@@ -78,7 +78,13 @@ type DescribeResponse struct {
 	// Process id of the shim, for logs and RSS accounting.
 	Pid int32 `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
 	// Shim implementation and version, e.g. "bridge-wsgi/0.1 grpcio/1.51.1".
-	Server        string `protobuf:"bytes,7,opt,name=server,proto3" json:"server,omitempty"`
+	Server string `protobuf:"bytes,7,opt,name=server,proto3" json:"server,omitempty"`
+	// Request ids whose app call has not returned yet, cancelled ones
+	// included. After cancelling a request, bridge calls Describe again until
+	// the id is gone; a runner that keeps it past --cancel-grace (or cannot
+	// answer) is sent SIGUSR1, which must log every thread's stack, and is
+	// replaced. A runner that leaves this empty is trusted to let go.
+	Running       []string `protobuf:"bytes,8,rep,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +166,13 @@ func (x *DescribeResponse) GetServer() string {
 		return x.Server
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetRunning() []string {
+	if x != nil {
+		return x.Running
+	}
+	return nil
 }
 
 // One request variable: a CGI meta-variable as nginx's uwsgi module sends it.
@@ -707,7 +720,7 @@ var File_bridge_v1_runner_proto protoreflect.FileDescriptor
 const file_bridge_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"\x16bridge/v1/runner.proto\x12\tbridge.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xcd\x01\n" +
+	"\x0fDescribeRequest\"\xe7\x01\n" +
 	"\x10DescribeResponse\x12\x1a\n" +
 	"\blanguage\x18\x01 \x01(\tR\blanguage\x12)\n" +
 	"\x10language_version\x18\x02 \x01(\tR\x0flanguageVersion\x12\x1c\n" +
@@ -715,7 +728,8 @@ const file_bridge_v1_runner_proto_rawDesc = "" +
 	"\x03app\x18\x04 \x01(\tR\x03app\x12\x18\n" +
 	"\athreads\x18\x05 \x01(\rR\athreads\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x16\n" +
-	"\x06server\x18\a \x01(\tR\x06server\"/\n" +
+	"\x06server\x18\a \x01(\tR\x06server\x12\x18\n" +
+	"\arunning\x18\b \x03(\tR\arunning\"/\n" +
 	"\x03Var\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x96\x01\n" +

@@ -15,6 +15,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :threads, :uint32, 5
       optional :pid, :int32, 6
       optional :server, :string, 7
+      repeated :running, :string, 8
     end
     add_message "bridge.v1.Var" do
       optional :name, :bytes, 1
