@@ -26,6 +26,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 	restarts *prometheus.CounterVec
+	reloads  *prometheus.CounterVec
 }
 
 // NewMetrics registers bridge's metrics; gauges of the pool are read when
@@ -46,8 +47,13 @@ func NewMetrics(pool PoolStats) *Metrics {
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_worker_restarts_total", Help: "Runner processes replaced, by reason.",
 		}, []string{"reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_reloads_total", Help: "Reloads (SIGHUP, POST /reload), by result: ok, or failed (the old generation kept serving).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.restarts,
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.restarts, m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bridge_queue_depth", Help: "Requests waiting for a free slot.",
 		}, func() float64 { return float64(pool.Waiting()) }),
@@ -67,6 +73,19 @@ func (m *Metrics) Begin() func(runner string, status int, d time.Duration) {
 		m.inFlight.Dec()
 		m.requests.WithLabelValues(runner, strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(runner).Observe(d.Seconds())
+	}
+}
+
+// WatchWorkers adds the worker gauges (states, memory, generation), read
+// from w at each scrape.
+func (m *Metrics) WatchWorkers(w Workers) { m.reg.MustRegister(newWorkerCollector(w)) }
+
+// Reloaded counts a reload.
+func (m *Metrics) Reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("failed").Inc()
 	}
 }
 

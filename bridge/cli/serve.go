@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -23,6 +25,10 @@ import (
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	// SIGHUP reloads; until the workers run it is noted, not fatal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	o := &options{}
 	if err := parseFlags("serve", o, true, args, stderr); err != nil {
 		return err
@@ -63,22 +69,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 				closeAll()
 				return err
 			}
+			if kind.name != "admin" {
+				ln = front.LimitListener(ln, o.maxConns)
+			}
 			lns = append(lns, listener{kind.name, a, ln})
 		}
 	}
 
 	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
 	metrics := admin.NewMetrics(pool)
-	sup := supervise.New(supervise.Config{
+	fleet := supervise.NewFleet(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
-		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted,
+		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted, OnReload: metrics.Reloaded,
 		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, MaxLifetime: o.maxLifetime,
-		RecycleGrace: o.grace,
+		MaxRSS: int64(o.maxRSS), CancelGrace: o.cancelGrace, RecycleGrace: o.grace,
 	}, pool)
-	if err := sup.Start(ctx); err != nil {
+	if err := fleet.Start(ctx); err != nil {
 		closeAll()
 		return err
 	}
+	metrics.WatchWorkers(fleet)
 
 	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Timeout: o.timeout, MaxBody: int64(o.maxBody),
 		Begin: metrics.Begin}
@@ -90,6 +100,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var uwsgis []*front.Uwsgi
 	var https, adminSrv []*http.Server
 	adm := admin.New(pool, metrics)
+	adm.States, adm.Reload = fleet.States, fleet
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
@@ -127,6 +138,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Msg("bridge ready")
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reloadOnHangup(ctx, hup, fleet)
+	}()
 	<-ctx.Done()
 	adm.Drain() // readiness fails first, so probes stop sending traffic
 	closeUwsgi := func() {
@@ -136,7 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}
 	}
-	drain(log, o.grace, closeUwsgi, uwsgis, https, sup, cancelReqs)
+	drain(log, o.grace, closeUwsgi, uwsgis, https, fleet, cancelReqs)
 	for _, srv := range adminSrv {
 		srv.Close()
 	}
@@ -147,7 +163,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 // drain is the shutdown order: stop accepting, let requests in flight finish
 // within grace, then stop the runners.
-func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgis []*front.Uwsgi, https []*http.Server, sup *supervise.Supervisor, cancelReqs context.CancelFunc) {
+func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgis []*front.Uwsgi, https []*http.Server, fleet *supervise.Fleet, cancelReqs context.CancelFunc) {
 	log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
 	deadline := time.Now().Add(grace)
 	gctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -174,7 +190,20 @@ func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgi
 	}
 	wg.Wait()
 	cancelReqs()
-	sup.Stop(time.Until(deadline))
+	fleet.Stop(time.Until(deadline))
+}
+
+// reloadOnHangup starts a new worker generation on each SIGHUP until ctx
+// ends. Signals that arrive during a reload are merged into one more.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, fleet *supervise.Fleet) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_, _ = fleet.Reload(ctx) // the fleet logs the outcome
+		}
+	}
 }
 
 func validate(o *options) error {

@@ -158,11 +158,42 @@ func (p *Pool) Release(s *Slot) {
 		w.busy--
 		return
 	}
+	if id := s.abandoned; id != "" {
+		// The app may still be inside the cancelled request: the slot comes
+		// back only once the runner has let go of it.
+		s.abandoned = ""
+		w.busy--
+		go w.awaitLetGo(s, id)
+		return
+	}
 	if len(p.waiters) > 0 && !w.suspended {
 		p.handToWaiter(s)
 		return
 	}
 	w.busy--
+	w.free = append(w.free, s)
+}
+
+// gone reports whether w has left dispatch for good.
+func (p *Pool) gone(w *Worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.removed
+}
+
+// reinstate returns a slot that was held back after a cancelled request.
+func (p *Pool) reinstate(s *Slot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := s.worker
+	if w.removed {
+		return
+	}
+	if len(p.waiters) > 0 && !w.suspended {
+		w.busy++
+		p.handToWaiter(s)
+		return
+	}
 	w.free = append(w.free, s)
 }
 
@@ -221,4 +252,11 @@ func (p *Pool) pickLocked() *Slot {
 	best.free = best.free[:len(best.free)-1]
 	best.busy++
 	return s
+}
+
+// Load returns how many of w's slots are in use and whether w is suspended.
+func (p *Pool) Load(w *Worker) (busy int, suspended bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.busy, w.suspended
 }

@@ -3,7 +3,9 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -30,6 +32,15 @@ type Worker struct {
 	// RecycleAfter, if > 0, makes the pool call OnBroken once the worker has
 	// finished that many requests, so the supervisor recycles it promptly.
 	RecycleAfter int64
+	// CancelGrace is how long the app may keep running a request whose
+	// stream was cancelled (timeout, client gone). Until the runner's
+	// Describe stops listing it, its slot is kept out of dispatch: a new
+	// stream would only queue behind the app thread that is still busy.
+	CancelGrace time.Duration
+	// OnStuck, if set, is called once the app has kept a cancelled request
+	// past CancelGrace (or the runner stopped answering); the slot stays out
+	// of dispatch and the supervisor replaces the worker.
+	OnStuck func(requestID string)
 
 	// Guarded by the pool's mutex.
 	pool      *Pool
@@ -59,6 +70,9 @@ type Slot struct {
 	mu     sync.Mutex // held by the request using the slot; guards stream
 	stream bridgev1.Runner_SlotClient
 	cancel context.CancelFunc
+	// abandoned is the id of a request whose stream was cancelled while the
+	// app may still be running it; Release then waits for the app to let go.
+	abandoned string
 }
 
 // Worker returns the worker the slot belongs to.
@@ -103,5 +117,37 @@ func (w *Worker) broken() {
 func (w *Worker) retire() {
 	if w.pool != nil {
 		w.pool.Remove(w)
+	}
+}
+
+// awaitLetGo returns s to dispatch once the runner no longer lists request
+// id as running. Past CancelGrace the app is stuck: OnStuck is called and s
+// stays out.
+func (w *Worker) awaitLetGo(s *Slot, id string) {
+	deadline := time.Now().Add(w.CancelGrace)
+	pause := 10 * time.Millisecond
+	for {
+		// A runner that cannot answer at all (one thread, busy in the app)
+		// counts as still running the request.
+		ctx, cancel := context.WithTimeout(w.ctx, max(time.Until(deadline), 200*time.Millisecond))
+		info, err := w.rpc.Describe(ctx, &bridgev1.DescribeRequest{})
+		cancel()
+		if w.ctx.Err() != nil || w.pool.gone(w) {
+			return // the worker is being replaced anyway
+		}
+		if err == nil && !slices.Contains(info.Running, id) {
+			w.pool.reinstate(s)
+			return
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(min(pause, time.Until(deadline)))
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+	w.log.Warn().Str("req_id", id).Str("worker", w.Name).Dur("cancel_grace", w.CancelGrace).
+		Msg("app is still running a cancelled request: worker is stuck")
+	if w.OnStuck != nil {
+		w.OnStuck(id)
 	}
 }

@@ -182,7 +182,11 @@ func (e *eofHook) Read(p []byte) (int, error) {
 // abortConn cuts a connection so nginx sees an error, not a clean end: RST
 // on TCP (U20). Over a unix socket a close is all there is.
 func abortConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	inner := c
+	if lc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		inner = lc.NetConn()
+	}
+	if tc, ok := inner.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,9 +23,14 @@ type Config struct {
 	Threads      int
 	StartTimeout time.Duration
 	Log          zerolog.Logger
+	// Generation numbers worker sets across reloads (0 or 1: the first).
+	Generation int
 	// OnRestart, if set, is told each time a worker is replaced and why
-	// ("exited": crash, harakiri or a failed health check; "max-requests").
+	// ("exited": crash, harakiri or a failed health check; "max-requests",
+	// "max-lifetime", "max-rss", "stuck").
 	OnRestart func(reason string)
+	// OnReload, if set, is told whether each reload succeeded (Fleet).
+	OnReload func(ok bool)
 	// MaxRequests recycles a worker after that many requests (0: never),
 	// plus a random 0..MaxRequestsJitter so workers do not all recycle at
 	// once. The replacement is ready before the old worker drains.
@@ -32,6 +39,13 @@ type Config struct {
 	// to a tenth more at random so workers started together do not leave
 	// together.
 	MaxLifetime time.Duration
+	// MaxRSS recycles a worker whose process group uses more resident
+	// memory than this many bytes (0: never). Checked every second.
+	MaxRSS int64
+	// CancelGrace is how long an app may keep running a cancelled request
+	// before its worker counts as stuck: its stacks are dumped (SIGUSR1)
+	// and it is replaced. 0: cancelled requests are not followed up.
+	CancelGrace time.Duration
 	// RecycleGrace bounds how long a recycled worker may finish its
 	// requests.
 	RecycleGrace time.Duration
@@ -49,9 +63,11 @@ type Supervisor struct {
 	stopWatch chan struct{}
 	watchOnce sync.Once
 
-	mu      sync.Mutex
-	running map[int]*slotWorker
-	pokes   []chan struct{} // per worker index: "check it now"
+	mu       sync.Mutex
+	running  map[int]*slotWorker
+	waiting  map[int]time.Time // worker index -> restart after a failure at
+	draining bool              // Stop has begun
+	pokes    []chan struct{}   // per worker index: "check it now"
 }
 
 type slotWorker struct {
@@ -59,6 +75,9 @@ type slotWorker struct {
 	w       *dispatch.Worker
 	limit   int64     // requests before recycling; 0 = never
 	retires time.Time // recycle at this time; zero = never
+	// Set from other goroutines, acted upon by the worker's watch loop.
+	stuck   atomic.Bool // the app ignored a cancellation
+	overRSS atomic.Bool // its process group passed MaxRSS
 }
 
 // New makes a supervisor that feeds pool.
@@ -68,12 +87,15 @@ func New(cfg Config, pool *dispatch.Pool) *Supervisor {
 	for i := range pokes {
 		pokes[i] = make(chan struct{}, 1)
 	}
-	return &Supervisor{pokes: pokes, cfg: cfg, pool: pool, ctx: ctx, cancel: cancel, running: map[int]*slotWorker{}, stopWatch: make(chan struct{})}
+	return &Supervisor{pokes: pokes, cfg: cfg, pool: pool, ctx: ctx, cancel: cancel,
+		running: map[int]*slotWorker{}, waiting: map[int]time.Time{}, stopWatch: make(chan struct{})}
 }
 
-// Start launches every worker and returns once all answer Describe. If any
-// fails to start, the others are stopped and the first error is returned:
-// an app that cannot load should stop bridge at start-up, loudly.
+// Start launches every worker and returns once all answer Describe; only
+// then do they join dispatch, all together. If any fails to start, the
+// others are stopped and the first error is returned: an app that cannot
+// load should stop bridge at start-up, loudly, and a reload that cannot
+// load must not mix new workers in with the old generation.
 func (s *Supervisor) Start(ctx context.Context) error {
 	errs := make([]error, s.cfg.Workers)
 	var wg sync.WaitGroup
@@ -81,7 +103,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.startOne(ctx, i, 0)
+			errs[i] = s.startOne(ctx, i, 0, false)
 		}()
 	}
 	wg.Wait()
@@ -91,18 +113,38 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			return err // the first worker's reason; the others say the same
 		}
 	}
+	s.mu.Lock()
+	for i := range s.cfg.Workers {
+		s.pool.Add(s.running[i].w)
+	}
+	s.mu.Unlock()
 	for i := range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.watch(i)
 	}
+	if s.cfg.MaxRSS > 0 {
+		s.wg.Add(1)
+		go s.watchRSS()
+	}
 	return nil
 }
 
-func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
+// workerName is "w2" for the second worker, "w2.3" for its third
+// replacement, and "g4.w2.3" in the fourth generation (after 3 reloads).
+func (s *Supervisor) workerName(i, restart int) string {
 	name := fmt.Sprintf("w%d", i+1)
 	if restart > 0 {
 		name = fmt.Sprintf("w%d.%d", i+1, restart)
 	}
+	if s.cfg.Generation > 1 {
+		name = fmt.Sprintf("g%d.%s", s.cfg.Generation, name)
+	}
+	return name
+}
+
+// startOne starts worker i; it joins dispatch at once if join is set.
+func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) error {
+	name := s.workerName(i, restart)
 	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
 	p, err := startProcess(ctx, s.cfg.Command, name, s.cfg.Threads, s.cfg.Workers, s.cfg.StartTimeout, log)
 	if err != nil {
@@ -127,10 +169,19 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int) error {
 	if s.cfg.MaxLifetime > 0 {
 		retires = time.Now().Add(s.cfg.MaxLifetime + rand.N(s.cfg.MaxLifetime/10+1))
 	}
+	sw := &slotWorker{proc: p, w: w, limit: limit, retires: retires}
+	w.CancelGrace = s.cfg.CancelGrace
+	w.OnStuck = func(string) {
+		sw.stuck.Store(true)
+		w.OnBroken()
+	}
 	s.mu.Lock()
-	s.running[i] = &slotWorker{proc: p, w: w, limit: limit, retires: retires}
+	s.running[i] = sw
+	delete(s.waiting, i)
 	s.mu.Unlock()
-	s.pool.Add(w)
+	if join {
+		s.pool.Add(w)
+	}
 	log.Info().Str("app", p.info.App).Str("interface", p.info.Interface).
 		Str("language_version", p.info.LanguageVersion).Uint32("threads", p.info.Threads).Msg("worker ready")
 	return nil
@@ -181,8 +232,11 @@ func (s *Supervisor) watch(i int) {
 		}
 		restarts++
 		started := time.Now()
-		if err := s.startOne(s.ctx, i, restarts); err != nil {
+		if err := s.startOne(s.ctx, i, restarts, true); err != nil {
 			s.cfg.Log.Error().Err(err).Dur("backoff", backoff).Msg("worker restart failed")
+			s.mu.Lock()
+			s.waiting[i] = time.Now().Add(backoff)
+			s.mu.Unlock()
 			select {
 			case <-s.stopWatch:
 				return
@@ -203,12 +257,16 @@ func (s *Supervisor) watch(i int) {
 func (s *Supervisor) recycle(i int, old *slotWorker, n int, reason string) {
 	log := s.cfg.Log.With().Str("worker", old.w.Name).Logger()
 	log.Info().Int64("requests", s.pool.Served(old.w)).Str("reason", reason).Msg("recycling worker")
-	if err := s.startOne(s.ctx, i, n); err != nil {
+	if reason == "stuck" {
+		s.dumpStacks(old, log)
+	}
+	if err := s.startOne(s.ctx, i, n, true); err != nil {
 		// Keep the old one serving, without a limit: a replacement that
 		// cannot start now would fail again at every tick.
 		log.Error().Err(err).Msg("replacement failed to start; old worker keeps serving, no longer recycled")
 		s.mu.Lock()
 		old.limit, old.retires = 0, time.Time{}
+		old.overRSS.Store(false)
 		s.running[i] = old
 		s.mu.Unlock()
 		return
@@ -227,6 +285,10 @@ func (s *Supervisor) recycle(i int, old *slotWorker, n int, reason string) {
 // recycleReason says why a live worker is due for recycling, or "".
 func (s *Supervisor) recycleReason(sw *slotWorker) string {
 	switch {
+	case sw.stuck.Load():
+		return "stuck"
+	case sw.overRSS.Load():
+		return "max-rss"
 	case sw.limit > 0 && s.pool.Served(sw.w) >= sw.limit:
 		return "max-requests"
 	case !sw.retires.IsZero() && time.Now().After(sw.retires):
@@ -240,12 +302,12 @@ func (s *Supervisor) recycleReason(sw *slotWorker) string {
 func (s *Supervisor) Stop(grace time.Duration) {
 	s.cancelWatch()
 	s.mu.Lock()
+	s.draining = true
 	all := make([]*slotWorker, 0, len(s.running))
 	for _, sw := range s.running {
 		all = append(all, sw)
 		s.pool.Remove(sw.w)
 	}
-	s.running = map[int]*slotWorker{}
 	s.mu.Unlock()
 	deadline := time.Now().Add(grace)
 	for _, sw := range all {
@@ -260,6 +322,24 @@ func (s *Supervisor) Stop(grace time.Duration) {
 		go func() { defer wg.Done(); sw.proc.kill() }()
 	}
 	wg.Wait()
+	s.mu.Lock()
+	s.running = map[int]*slotWorker{}
+	s.mu.Unlock()
+}
+
+// dumpStacks asks a stuck runner to log every thread's stack (SIGUSR1, see
+// runners/CONTRACT.md) and gives it a moment to do so before it is replaced.
+func (s *Supervisor) dumpStacks(sw *slotWorker, log zerolog.Logger) {
+	pid := sw.proc.pid()
+	if pid <= 0 {
+		return
+	}
+	log.Warn().Int("pid", pid).Msg("worker ignored a cancelled request: asking it for its stacks (SIGUSR1), then replacing it")
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		log.Warn().Err(err).Msg("could not signal the runner")
+		return
+	}
+	time.Sleep(300 * time.Millisecond)
 }
 
 // cancelWatch stops the restart loops without touching the workers.
