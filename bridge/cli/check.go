@@ -10,10 +10,18 @@ import (
 )
 
 // check loads the app in one runner, exactly as serve would, and reports.
+// With --config it first checks the file's settings as serve would.
 func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &options{}
 	if err := parseFlags("check", o, false, args, stderr); err != nil {
 		return err
+	}
+	// A config file is a whole serve deployment: check it all, listeners
+	// included, not only the part check itself uses.
+	if o.config != "" {
+		if err := validate(o); err != nil {
+			return err
+		}
 	}
 	log, err := newLogger(o, stderr)
 	if err != nil {

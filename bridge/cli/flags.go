@@ -15,6 +15,7 @@ import (
 
 // options are the flags shared by serve and check.
 type options struct {
+	config      string
 	runner      string
 	chdir       string
 	interpreter string
@@ -73,6 +74,7 @@ func (s *sizeFlag) Set(v string) error {
 func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "YAML file of settings whose keys are flag names (workers: 4); the command line and BRIDGE_<FLAG> win over it")
 	fs.StringVar(&o.runner, "runner", "", "the app to run: python:MODULE:CALLABLE (e.g. python:app:application), perl:FILE.psgi, ruby:FILE.ru, or exec:CMD ARGS for a runner plugin")
 	fs.StringVar(&o.chdir, "chdir", "", "directory to run the app in (its import root); default: the current directory")
 	fs.StringVar(&o.interpreter, "interpreter", "", "interpreter to use (default: $BRIDGE_PYTHON, $BRIDGE_PERL or $BRIDGE_RUBY, then the language's usual names, e.g. python3 and /usr/bin/python3: the first that has the runner's modules)")
@@ -104,9 +106,10 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	return fs
 }
 
-// parse parses args, then fills every flag not given on the command line
-// from BRIDGE_<FLAG> (e.g. BRIDGE_WORKERS, BRIDGE_MAX_BODY_SIZE).
-func parse(fs *flag.FlagSet, args []string) error {
+// parse parses args into fs, then fills every flag of all (fs itself, or a
+// superset) not given on the command line from BRIDGE_<FLAG> (e.g.
+// BRIDGE_WORKERS, BRIDGE_MAX_BODY_SIZE), then from the --config file.
+func parse(fs, all *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,7 +119,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
-	fs.VisitAll(func(f *flag.Flag) {
+	all.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || err != nil {
 			return
 		}
@@ -125,8 +128,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 			if e := f.Value.Set(v); e != nil {
 				err = usageError(fmt.Sprintf("$%s=%q: %v", env, v, e))
 			}
+			set[f.Name] = true
 		}
 	})
+	if path := all.Lookup("config").Value.String(); err == nil && path != "" {
+		err = loadConfig(all, path, set)
+	}
 	return err
 }
 

@@ -23,7 +23,9 @@ const usage = `bridge — an application server for Python (WSGI), Perl (PSGI) a
 
 Usage:
   bridge serve --runner SPEC [--uwsgi ADDR] [--http ADDR] [flags]
+  bridge serve --config FILE [flags]
   bridge check --runner SPEC [flags]
+  bridge check --config FILE [flags]
   bridge version
 
 Runner specs:
@@ -38,7 +40,10 @@ Commands:
   version   print the version
 
 Run 'bridge serve -h' or 'bridge check -h' for flags. Every flag can also be
-set in the environment as BRIDGE_<FLAG>, e.g. BRIDGE_WORKERS=4.
+set in the environment as BRIDGE_<FLAG>, e.g. BRIDGE_WORKERS=4, or in a YAML
+file given with --config FILE (or BRIDGE_CONFIG) whose keys are flag names,
+e.g. "workers: 4". The command line wins over the environment, which wins
+over the file. 'bridge check --config FILE' checks the whole file.
 
 Example (nginx: uwsgi_pass unix:/run/app.sock; include uwsgi_params;):
   bridge serve --runner python:app:application --uwsgi unix:/run/app.sock
@@ -146,10 +151,16 @@ func newLogger(o *options, stderr io.Writer) (zerolog.Logger, error) {
 func parseFlags(name string, o *options, serve bool, args []string, stderr io.Writer) error {
 	fs := newFlagSet(name, o, serve, stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge %s --runner SPEC [flags]\n\nFlags:\n", name)
+		fmt.Fprintf(stderr, "Usage: bridge %s --runner SPEC [flags]\n       bridge %s --config FILE [flags]\n\nFlags:\n", name, name)
 		fs.PrintDefaults()
 	}
-	err := parse(fs, args)
+	// The environment and a config file may hold any of serve's settings,
+	// also for check: it reads the same deployment settings serve would.
+	all := fs
+	if !serve {
+		all = newFlagSet(name, o, true, io.Discard)
+	}
+	err := parse(fs, all, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
