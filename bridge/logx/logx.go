@@ -20,8 +20,9 @@ func New(w io.Writer, format, level string) (zerolog.Logger, error) {
 	}
 	switch format {
 	case "json":
+		w = c1Writer{w}
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = newConsoleWriter(w)
 	default:
 		return zerolog.Logger{}, fmt.Errorf("log format %q: want json or console", format)
 	}
