@@ -93,9 +93,9 @@ func (l *LineLogger) emitRecord(rec map[string]any) {
 	msg, _ := rec["message"].(string)
 	delete(rec, "level")
 	delete(rec, "message")
-	// bridge's logger already stamps time, pid and runner; the shim's own
-	// copies would be duplicate JSON keys.
-	for _, k := range []string{"time", "ts", "pid"} {
+	// bridge's logger already stamps time, pid, worker and runner; the
+	// shim's own copies would be duplicate JSON keys.
+	for _, k := range []string{"time", "ts", "pid", "worker"} {
 		delete(rec, k)
 	}
 	// One name for the request id across bridge's log (the shims say

@@ -26,7 +26,7 @@ func records(t *testing.T, out string) []map[string]any {
 func TestLineLogger(t *testing.T) {
 	var out bytes.Buffer
 	l := NewLineLogger(zerolog.New(&out), "stderr")
-	l.Write([]byte(`{"level":"error","message":"boom","request_id":"r1","runner":"wsgi","pid":7,"ts":"x"}` + "\n"))
+	l.Write([]byte(`{"level":"error","message":"boom","request_id":"r1","runner":"wsgi","pid":7,"ts":"x","worker":"w1"}` + "\n"))
 	l.Write([]byte("plain "))
 	l.Write([]byte("text\n{\"@message\": 5}\n"))
 	l.Write([]byte("{not json\n"))
@@ -35,7 +35,7 @@ func TestLineLogger(t *testing.T) {
 		t.Fatalf("%d records: %s", len(recs), out.String())
 	}
 	r := recs[0]
-	if r["level"] != "error" || r["message"] != "boom" || r["req_id"] != "r1" || r["shim"] != "wsgi" || r["pid"] != nil || r["ts"] != nil {
+	if r["level"] != "error" || r["message"] != "boom" || r["req_id"] != "r1" || r["shim"] != "wsgi" || r["pid"] != nil || r["ts"] != nil || r["worker"] != nil {
 		t.Errorf("record 0: %v", r)
 	}
 	if recs[1]["message"] != "plain text" || recs[1]["stream"] != "stderr" {
