@@ -6,8 +6,8 @@ with the error instead of leaving bridge a half-started plugin; listen;
 write the handshake line; serve until Shutdown or SIGTERM.
 """
 import argparse
-import faulthandler
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -50,6 +50,41 @@ def parse_args(argv):
     return args
 
 
+def _log_stacks_on_sigusr1():
+    """SIGUSR1 logs every thread's stack, one JSON line per thread.
+
+    bridge sends it to a runner that keeps a cancelled request, right after
+    a Describe. faulthandler's all-threads dump reads the other threads'
+    frames without the GIL and crashed the process (SIGSEGV) when a gRPC
+    thread was finishing that Describe; a Python handler takes the snapshot
+    with the GIL instead. The lines are written by a thread of their own:
+    the signal may interrupt the main thread inside logs.log, holding the
+    log lock. SimpleQueue.put is safe to call from a signal handler.
+    """
+    dumps = queue.SimpleQueue()
+
+    def writer():
+        while True:
+            stacks = dumps.get()
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, stack in stacks.items():
+                logs.log("info", "stack dump (SIGUSR1)", thread=names.get(ident, str(ident)),
+                         traceback="".join(stack.format()))
+
+    def on_sigusr1(signum, frame):
+        stacks = {}
+        for ident, top in sys._current_frames().items():
+            if ident == threading.get_ident() and frame is not None:
+                top = frame  # the code this handler interrupted, not the handler
+            stack = traceback.StackSummary.extract(traceback.walk_stack(top), lookup_lines=False)
+            stack.reverse()
+            stacks[ident] = stack
+        dumps.put(stacks)
+
+    threading.Thread(target=writer, name="bridge-stacks", daemon=True).start()
+    signal.signal(signal.SIGUSR1, on_sigusr1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if os.environ.get(COOKIE[0]) != COOKIE[1]:
@@ -64,7 +99,7 @@ def main(argv=None):
     workers = _int_env("BRIDGE_WORKERS", 1)
 
     handshake_fd = logs.capture_stdio()
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    _log_stacks_on_sigusr1()
     # `python3 -m` puts the working directory first, unless -P or
     # PYTHONSAFEPATH took it away; `import app` depends on it.
     cwd = os.getcwd()

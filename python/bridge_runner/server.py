@@ -75,7 +75,10 @@ class Server:
         )
 
     def _describe_rpc(self, request, context):
-        return self._describe
+        reply = DescribeResponse()
+        reply.CopyFrom(self._describe)
+        reply.running.extend(self.gateway.running())
+        return reply
 
     def _shutdown_rpc(self, request, context):
         # Stopping the server cancels every call, this one too: start the

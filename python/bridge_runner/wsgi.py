@@ -74,6 +74,9 @@ class Gateway:
         self._app_threads = threading.BoundedSemaphore(threads)
         self._cond = threading.Condition()
         self.in_flight = 0
+        # Ids of the requests inside the app call, cancelled ones too until
+        # the app lets go: bridge polls them through Describe after a cancel.
+        self._running = []
         self.draining = False
 
     def serve(self, frames, sender=None, slot=None):
@@ -111,7 +114,7 @@ class Gateway:
                     continue
                 req = Request(self, slot, frame, sender)
                 frame = None
-                self._enter()
+                self._enter(req.rid)
                 done = False
                 try:
                     if slot.cancelled:
@@ -131,23 +134,30 @@ class Gateway:
                         opened = req
                     else:
                         req.close()
-                    self._leave()
+                    self._leave(req.rid)
         finally:
             if opened is not None:
                 opened.close()
 
-    def _enter(self):
+    def _enter(self, rid):
         self._app_threads.acquire()
         with self._cond:
             self.in_flight += 1
+            self._running.append(rid)
 
-    def _leave(self):
+    def _leave(self, rid):
         logs.end_request()
         with self._cond:
             self.in_flight -= 1
+            self._running.remove(rid)
             if not self.in_flight:
                 self._cond.notify_all()
         self._app_threads.release()
+
+    def running(self):
+        """Ids of the requests whose app call has not returned (or closed) yet."""
+        with self._cond:
+            return list(self._running)
 
     def drain(self, timeout):
         """Stop taking requests; wait for in-flight ones. True if they finished."""

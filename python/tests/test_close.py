@@ -173,3 +173,27 @@ def test_G25_drain_waits_for_in_flight_then_slots_end():
     t.join(5)
     assert waiter == [True]
     assert [f.body for f in rest] == [b"b", b""] and rest[-1].end
+
+
+def test_running_lists_requests_until_the_app_lets_go():
+    """Describe's `running`: a request is listed from the app call until its
+    body is closed, cancelled or not; a finished one is gone."""
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(gw.running())
+        start_response("200 OK", [])
+        return Body(endless=environ["bridge.request_id"] == "a")
+
+    gw = wsgi.Gateway(app)
+    assert gw.running() == []
+    slot = wsgi.Slot([head(rid="a")])
+    gen = gw.serve(None, slot=slot)
+    next(gen)
+    assert seen == [["a"]] and gw.running() == ["a"]
+    slot.cancel()
+    assert gw.running() == ["a"]  # cancelled, but the app has not returned
+    assert list(gen) == []
+    assert gw.running() == []
+    r = responses(gw.serve([head(rid="b")]))
+    assert r[0].body == b"ab" and seen[-1] == ["b"] and gw.running() == []

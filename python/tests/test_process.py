@@ -6,6 +6,7 @@ Every wait is bounded; every process started here is killed by its own pid.
 import json
 import os
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -236,6 +237,69 @@ def test_cancel_closes_the_body_once(shim, threads):
     b.close()
     assert any(r["message"] == "request cancelled" and r.get("request_id") == "endless"
                for r in s.records())
+
+
+
+def _until(check, what):
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.02)
+
+
+def test_describe_running_keeps_a_cancelled_request_until_the_app_returns(shim):
+    """proto DescribeResponse.running: the id of a request inside the app is
+    listed; cancelling its stream while the app sleeps does not remove it;
+    it goes when the app returns."""
+    s = shim()
+    s.handshake()
+    assert list(s.describe().running) == []
+    a = s.slot()
+    a.send(head(path="/slow", extra=[("QUERY_STRING", "1.5")], rid="sleepy"))
+    _until(lambda: list(s.describe().running) == ["sleepy"], "the request to start")
+    a.call.cancel()
+    time.sleep(0.2)
+    assert list(s.describe().running) == ["sleepy"]  # the app is still in time.sleep
+    _until(lambda: not s.describe().running, "the cancelled request to leave")
+    b = s.slot()
+    assert b.get("/hello", rid="next")[0] == b"Hello, World!"
+    b.close()
+
+
+def test_sigusr1_logs_every_thread_while_the_app_runs(shim):
+    """bridge sends SIGUSR1 to a runner that keeps a cancelled request, just
+    after a Describe: every thread's stack is logged (the app's sleeping
+    frame among them) and the process carries on. Repeated, because
+    faulthandler's dump crashed the process this way now and then."""
+    s = shim(env={"BRIDGE_THREADS": "2"})
+    s.handshake()
+    a = s.slot()
+    a.send(head(path="/slow", extra=[("QUERY_STRING", "1.5")], rid="stuck"))
+    _until(lambda: list(s.describe().running) == ["stuck"], "the request to start")
+    for _ in range(20):
+        assert list(s.describe().running) == ["stuck"]
+        s.proc.send_signal(signal.SIGUSR1)
+
+    def dumps():
+        return [r for r in s.records() if r["message"] == "stack dump (SIGUSR1)"]
+
+    # Signals that arrive before the handler runs count once: at least one
+    # dump, each with the app's frame in a slot thread and the main thread.
+    _until(lambda: any("in application" in r["traceback"] for r in dumps()), "a stack dump")
+    app = [r for r in dumps() if "in application" in r["traceback"]]
+    assert all(r["thread"].startswith("bridge-slot") and r["level"] == "info" for r in app)
+    assert 'fixture_app.py", line ' in app[0]["traceback"]
+    assert "time.sleep" in app[0]["traceback"]  # the source line, looked up
+    _until(lambda: any(r["thread"] == "MainThread" for r in dumps()), "the main thread's stack")
+    main = [r["traceback"] for r in dumps() if r["thread"] == "MainThread"]
+    assert all("in main" in t for t in main)
+    # A signal handled inside the handler of the one before shows it, the
+    # others show where the main thread was.
+    assert any("on_sigusr1" not in t for t in main)
+    assert s.proc.poll() is None
+    frames = a.response()
+    assert b"".join(f.body for f in frames) == b"slow done" and not frames[-1].abort
+    a.close()
 
 
 def test_streaming_is_not_buffered(shim):
