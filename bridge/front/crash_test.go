@@ -14,7 +14,7 @@ import (
 // the other worker, and the dead one is replaced.
 func TestRunnerKilledUnderLoad(t *testing.T) {
 	s := startStack(t, 0)
-	victim := s.sup.Info()
+	victim := s.fleet.Info()
 	var ok, bad502, other atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -61,7 +61,7 @@ func TestRunnerKilledUnderLoad(t *testing.T) {
 	if ok.Load() < 100 {
 		t.Fatalf("only %d requests served", ok.Load())
 	}
-	if info := s.sup.Info(); info == nil {
+	if info := s.fleet.Info(); info == nil {
 		t.Fatal("no worker running after the crash")
 	}
 }

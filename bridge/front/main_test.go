@@ -28,7 +28,8 @@ type stack struct {
 	uwsgiTCP  string
 	uwsgiSock string
 	logs      *syncBuffer
-	sup       *supervise.Supervisor
+	fleet     *supervise.Fleet
+	pool      *dispatch.Pool
 }
 
 func startStack(t *testing.T, timeout time.Duration) *stack {
@@ -50,8 +51,8 @@ func startStackWith(t *testing.T, timeout time.Duration, tune func(*supervise.Co
 	if tune != nil {
 		tune(&cfg)
 	}
-	sup := supervise.New(cfg, pool)
-	if err := sup.Start(context.Background()); err != nil {
+	fleet := supervise.NewFleet(cfg, pool)
+	if err := fleet.Start(context.Background()); err != nil {
 		t.Fatalf("start workers: %v", err)
 	}
 	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Timeout: timeout, MaxBody: 8 << 20}
@@ -80,12 +81,12 @@ func startStackWith(t *testing.T, timeout time.Duration, tune func(*supervise.Co
 		srv.Close()
 		ul.Close()
 		us.Close()
-		sup.Stop(time.Second)
+		fleet.Stop(time.Second)
 		if t.Failed() {
 			t.Logf("bridge log:\n%s", logs.String())
 		}
 	})
-	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs, sup: sup}
+	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs, fleet: fleet, pool: pool}
 }
 
 var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}

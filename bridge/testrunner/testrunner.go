@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -25,18 +29,31 @@ const EnvVar = "BRIDGE_TEST_RUNNER"
 // FailEnvVar makes the runner log its value as an error and exit 1 at start.
 const FailEnvVar = "BRIDGE_TEST_RUNNER_FAIL"
 
+// FailFileEnvVar names a file: while it exists, runners fail at start the
+// same way (a test can break reloads and restarts of a running bridge).
+const FailFileEnvVar = "BRIDGE_TEST_RUNNER_FAIL_FILE"
+
 // Main serves the runner and exits if the process was started as one; call
 // it first in TestMain.
 func Main() {
 	if os.Getenv(EnvVar) != "1" {
 		return
 	}
-	if msg := os.Getenv(FailEnvVar); msg != "" {
+	msg := os.Getenv(FailEnvVar)
+	if path := os.Getenv(FailFileEnvVar); path != "" {
+		if b, err := os.ReadFile(path); err == nil {
+			msg = strings.TrimSpace(string(b))
+		}
+	}
+	if msg != "" {
 		// Fail the way a shim does when the app cannot load.
 		b, _ := json.Marshal(map[string]string{"level": "error", "message": msg})
 		os.Stderr.Write(append(b, '\n'))
 		os.Exit(1)
 	}
+	// go-plugin points os.Stderr at a pipe of its own once serving: keep
+	// the real one, which bridge reads.
+	dumpStacksOnSignal(os.Stderr)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: runners.Handshake,
 		Plugins:         map[string]plugin.Plugin{runners.PluginName: &runners.RunnerPlugin{Impl: &server{}}},
@@ -49,12 +66,41 @@ type server struct {
 	bridgev1.UnimplementedRunnerServer
 }
 
+// running holds the ids of requests inside handle, for Describe.
+var running sync.Map
+
+// hoard keeps what /grow allocated, so the memory stays resident.
+var (
+	hoardMu sync.Mutex
+	hoard   [][]byte
+)
+
+// dumpStacksOnSignal logs every goroutine's stack on SIGUSR1, as the runner
+// contract asks of a runner that ignored a cancellation.
+func dumpStacksOnSignal(stderr *os.File) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	go func() {
+		for range ch {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			b, _ := json.Marshal(map[string]string{"level": "warn", "message": "stack dump (SIGUSR1)", "traceback": string(buf)})
+			stderr.Write(append(b, '\n'))
+		}
+	}()
+}
+
 func (s *server) Describe(_ context.Context, _ *bridgev1.DescribeRequest) (*bridgev1.DescribeResponse, error) {
 	threads, _ := strconv.Atoi(os.Getenv("BRIDGE_THREADS"))
-	return &bridgev1.DescribeResponse{
+	d := &bridgev1.DescribeResponse{
 		Language: "go", LanguageVersion: "test", Interface: "test/1",
 		App: "testrunner", Threads: uint32(threads), Pid: int32(os.Getpid()), Server: "testrunner",
-	}, nil
+	}
+	running.Range(func(k, _ any) bool {
+		d.Running = append(d.Running, k.(string))
+		return true
+	})
+	return d, nil
 }
 
 // Slot serves requests one after another, as the contract says.
@@ -71,7 +117,10 @@ func (s *server) Slot(st bridgev1.Runner_SlotServer) error {
 			continue // leftover body of an earlier request
 		}
 		in := &input{st: st, buf: f.Body, end: f.End}
-		if err := handle(st, f.Head, in); err != nil {
+		running.Store(f.Head.RequestId, true)
+		err = handle(st, f.Head, in)
+		running.Delete(f.Head.RequestId)
+		if err != nil {
 			return err
 		}
 		if err := in.drain(); err != nil {
@@ -141,6 +190,8 @@ func head(status uint32, kv ...string) *bridgev1.ResponseHead {
 //	/error-after    one chunk, then an app error (→ abort)
 //	/hop            a response with hop-by-hop headers (fronts drop them)
 //	/crash          the runner process exits mid-request (→ 502)
+//	/hang?ms=M      answers after M ms, ignoring cancellation (a stuck app)
+//	/grow?mb=N      keeps N more MiB resident, answers "grew"
 func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) error {
 	v := vars(h)
 	q := query(v["QUERY_STRING"])
@@ -210,6 +261,18 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Connection", "close", "X-Ok", "1", "Transfer-Encoding", "chunked", "Content-Length", "2"), Body: []byte("ok"), End: true})
 	case "/crash":
 		os.Exit(3)
+	case "/hang":
+		time.Sleep(time.Duration(atoi(q["ms"], 1000)) * time.Millisecond)
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "4"), Body: []byte("hung"), End: true})
+	case "/grow":
+		b := make([]byte, atoi(q["mb"], 1)<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1 // touch every page: resident, not just reserved
+		}
+		hoardMu.Lock()
+		hoard = append(hoard, b)
+		hoardMu.Unlock()
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "4"), Body: []byte("grew"), End: true})
 	}
 	return st.Send(&bridgev1.ResponseFrame{Head: head(404, "Content-Length", "10"), Body: []byte("not found\n"), End: true})
 }
