@@ -116,8 +116,11 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return supervise.Command{}, fmt.Errorf("--chdir %s: not a directory", o.chdir)
 	}
+	// The shims read their log threshold from the environment: --log-level
+	// (flag, env or config) is what they get.
+	env := []string{"BRIDGE_LOG_LEVEL=" + o.logLevel}
 	if spec.Language == "exec" {
-		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir}, nil
+		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir, Env: env}, nil
 	}
 	lang := runners.Languages[spec.Language]
 	interp, err := runners.FindInterpreter(ctx, lang, o.interpreter)
@@ -136,7 +139,7 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 		Path: interp,
 		Args: lang.Args(shimDir, spec.App),
 		Dir:  dir,
-		Env:  []string{lang.PathEnv + "=" + path},
+		Env:  append(env, lang.PathEnv+"="+path),
 	}, nil
 }
 
