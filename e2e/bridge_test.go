@@ -115,10 +115,12 @@ func (b *logBuffer) tail(n int) string {
 // bridgeOpts says how to start bridge.
 type bridgeOpts struct {
 	app       string // directory under testdata/apps
+	dir       string // or any directory (overrides app)
 	spec      string // runner spec, e.g. python:app:application
 	http      bool   // an HTTP listener on a free 127.0.0.1 port
 	uwsgiUnix bool   // a uwsgi listener on a unix socket in a temp dir
 	uwsgiTCP  bool   // a uwsgi listener on a free 127.0.0.1 port
+	admin     bool   // an admin listener on a free 127.0.0.1 port
 	workers   int
 	threads   int
 	env       []string // added to the environment
@@ -131,7 +133,9 @@ type bridgeProc struct {
 	httpAddr  string // host:port
 	uwsgiSock string // path
 	uwsgiTCP  string // host:port
+	adminAddr string // host:port
 	done      chan struct{}
+	signalled bool // the test stopped bridge itself
 	waitErr   error
 }
 
@@ -141,7 +145,11 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 	t.Helper()
 	trackSources()
 	b := &bridgeProc{log: &logBuffer{}, done: make(chan struct{})}
-	args := []string{"serve", "--runner", o.spec, "--chdir", appDir(o.app),
+	dir := appDir(o.app)
+	if o.dir != "" {
+		dir = o.dir
+	}
+	args := []string{"serve", "--runner", o.spec, "--chdir", dir,
 		"--workers", fmt.Sprint(max(o.workers, 1)), "--threads", fmt.Sprint(max(o.threads, 1)),
 		"--grace", "5s"}
 	if o.http {
@@ -155,6 +163,10 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 	if o.uwsgiTCP {
 		b.uwsgiTCP = freeAddr(t)
 		args = append(args, "--uwsgi", b.uwsgiTCP)
+	}
+	if o.admin {
+		b.adminAddr = freeAddr(t)
+		args = append(args, "--admin", b.adminAddr)
 	}
 	b.cmd = exec.Command(bridgeBin, args...)
 	b.cmd.Env = append(os.Environ(), o.env...)
@@ -203,6 +215,9 @@ func (b *bridgeProc) reachable() bool {
 
 // stop sends SIGTERM to bridge (by its pid) and checks it exits 0 in time.
 func (b *bridgeProc) stop(t *testing.T) {
+	if b.signalled {
+		return
+	}
 	select {
 	case <-b.done:
 		t.Errorf("bridge exited during the test (%v):\n%s", b.waitErr, b.log.tail(40))

@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// versionApp is a WSGI app that answers with its code's version; /slow
+// takes two seconds.
+const versionApp = `import time
+
+VERSION = %q
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(2)
+    body = VERSION.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+
+func writeApp(t *testing.T, dir, code string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Operations with the real binary, real signals and the Python runner
+// (issue 6, items 1 and 2): SIGHUP and POST /reload load changed code under
+// 50 clients without a failed request; a reload of broken code keeps the
+// old code serving; SIGTERM lets 20 in-flight 2-second requests finish and
+// exits 0 within grace + 1 s.
+func TestReloadAndDrain(t *testing.T) {
+	dir := t.TempDir()
+	writeApp(t, dir, fmt.Sprintf(versionApp, "v1"))
+	// The versions differ only in content, and may be written within one
+	// second: a cached .pyc (keyed by mtime in seconds and size) would pass
+	// for fresh.
+	b := startBridge(t, bridgeOpts{dir: dir, spec: "python:app:application", http: true, admin: true,
+		workers: 2, threads: 10, env: []string{"PYTHONDONTWRITEBYTECODE=1"}})
+	base := "http://" + b.httpAddr
+	client := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) (int, string, error) {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			return 0, "", err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body), nil
+	}
+
+	// 50 clients for the whole reload sequence.
+	var ok, failed atomic.Int64
+	var firstBad atomic.Value
+	seen := sync.Map{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body, err := get("/")
+				if err != nil || code != 200 {
+					failed.Add(1)
+					firstBad.CompareAndSwap(nil, fmt.Sprintf("%d %q %v", code, body, err))
+					continue
+				}
+				seen.Store(body, true)
+				ok.Add(1)
+			}
+		}()
+	}
+	waitVersion := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(startTimeout)
+		for time.Now().Before(deadline) {
+			if _, body, _ := get("/"); body == want {
+				return
+			}
+			time.Sleep(pollEvery)
+		}
+		t.Fatalf("still not serving %s:\n%s", want, b.log.tail(30))
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	writeApp(t, dir, fmt.Sprintf(versionApp, "v2"))
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitVersion("v2")
+
+	writeApp(t, dir, fmt.Sprintf(versionApp, "v3"))
+	code, body := adminPost(t, b, "/reload")
+	if code != 200 || body != "reloaded: generation 3 serving\n" {
+		t.Fatalf("POST /reload: %d %q", code, body)
+	}
+	waitVersion("v3")
+
+	writeApp(t, dir, "def application(environ, start_response):\n    return [b'oops'\n")
+	code, body = adminPost(t, b, "/reload")
+	if code != 500 || !strings.Contains(body, "SyntaxError") || !strings.Contains(body, "generation 3 keeps serving") {
+		t.Fatalf("POST /reload of broken code: %d %q", code, body)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests ok, %d failed over 2 reloads and 1 failed reload", ok.Load(), failed.Load())
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("%d failed requests (first: %v)", failed.Load(), firstBad.Load())
+	}
+	if _, body, _ := get("/"); body != "v3" {
+		t.Fatalf("after the failed reload: %q, want v3", body)
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		if _, ok := seen.Load(v); !ok {
+			t.Errorf("no client saw %s", v)
+		}
+	}
+
+	// Drain: 20 requests of 2 s in flight, then SIGTERM.
+	results := make(chan string, 20)
+	for range 20 {
+		go func() {
+			code, body, err := get("/slow")
+			results <- fmt.Sprintf("%d %s %v", code, body, err)
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	b.signalled = true
+	start := time.Now()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if r := <-results; r != "200 v3 <nil>" {
+			t.Errorf("in-flight request during drain: %s", r)
+		}
+	}
+	select {
+	case <-b.done:
+	case <-time.After(stopTimeout):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		t.Fatalf("bridge did not exit within %v of SIGTERM", stopTimeout)
+	}
+	took := time.Since(start)
+	t.Logf("SIGTERM with 20 requests in flight: exit after %v (grace 5s)", took)
+	if b.waitErr != nil {
+		t.Errorf("exit status after SIGTERM: %v", b.waitErr)
+	}
+	if took > 6*time.Second {
+		t.Errorf("exit took %v, want at most grace + 1s", took)
+	}
+}
+
+func adminPost(t *testing.T, b *bridgeProc, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+b.adminAddr+path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
