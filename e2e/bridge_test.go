@@ -124,6 +124,7 @@ type bridgeOpts struct {
 	workers   int
 	threads   int
 	env       []string // added to the environment
+	args      []string // more serve flags
 }
 
 // bridgeProc is a running `bridge serve`.
@@ -168,6 +169,7 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 		b.adminAddr = freeAddr(t)
 		args = append(args, "--admin", b.adminAddr)
 	}
+	args = append(args, o.args...)
 	b.cmd = exec.Command(bridgeBin, args...)
 	b.cmd.Env = append(os.Environ(), o.env...)
 	b.cmd.Stdout = b.log

@@ -181,3 +181,84 @@ func adminPost(t *testing.T, b *bridgeProc, path string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
+
+// stuckApp ignores cancellation: time.sleep cannot be interrupted.
+const stuckApp = `import time
+
+
+def wedged_in_the_app():
+    time.sleep(120)
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/hang":
+        wedged_in_the_app()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+`
+
+// Timeouts with a real Python app (issue 6, item 5): a request past
+// --timeout gets 504; the app keeps sleeping past --cancel-grace, so the
+// shim is asked for its stacks, which name the app's function, and the
+// worker is replaced; the next requests are served.
+func TestStuckPythonWorkerIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	writeApp(t, dir, stuckApp)
+	b := startBridge(t, bridgeOpts{dir: dir, spec: "python:app:application", http: true, admin: true,
+		workers: 1, threads: 1, args: []string{"--timeout", "1s", "--cancel-grace", "1s"}})
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get("http://" + b.httpAddr + "/hang")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("stuck request: %d, want 504", resp.StatusCode)
+	}
+	rec, ok := b.log.waitRecord(startTimeout, func(r logRecord) bool {
+		return r.str("message") == "worker ready" && strings.HasPrefix(r.str("worker"), "w1.")
+	})
+	if !ok {
+		t.Fatalf("no replacement worker (%v):\n%s", rec, b.log.tail(40))
+	}
+	logs := b.log.String()
+	for _, want := range []string{"worker is stuck", "stack dump (SIGUSR1)", "wedged_in_the_app"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, b.log.tail(40))
+		}
+	}
+	for range 3 {
+		resp, err := client.Get("http://" + b.httpAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("after the replacement: %d", resp.StatusCode)
+		}
+	}
+	// Counted once the old runner is gone (it gets a shutdown request and
+	// a few seconds before it is killed).
+	deadline := time.Now().Add(stopTimeout)
+	for {
+		_, metrics := adminGet(t, b, "/metrics")
+		if strings.Contains(metrics, `bridge_worker_restarts_total{reason="stuck"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no stuck restart in /metrics")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func adminGet(t *testing.T, b *bridgeProc, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + b.adminAddr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
