@@ -41,9 +41,14 @@ func startStack(t *testing.T, timeout time.Duration) *stack {
 // (recycling limits, callbacks) before the workers start.
 func startStackWith(t *testing.T, timeout time.Duration, tune func(*supervise.Config)) *stack {
 	t.Helper()
+	return startStackPool(t, timeout, dispatch.NewPool(64, 5*time.Second), tune)
+}
+
+// startStackPool is startStackWith over a given pool (queue limits).
+func startStackPool(t *testing.T, timeout time.Duration, pool *dispatch.Pool, tune func(*supervise.Config)) *stack {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
-	pool := dispatch.NewPool(64, 5*time.Second)
 	cfg := supervise.Config{
 		Command: supervise.Command{Path: os.Args[0], Env: []string{testrunner.EnvVar + "=1"}},
 		Runner:  "exec:testrunner", Workers: 2, Threads: 2, StartTimeout: 20 * time.Second, Log: log,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"bridge/bridge/admin"
+	"bridge/bridge/dispatch"
 	"bridge/bridge/supervise"
 	"bridge/bridge/testrunner"
 )
@@ -298,5 +299,33 @@ func TestCrashLoopShowsInReadiness(t *testing.T) {
 	}
 	if code != 200 {
 		t.Fatalf("readyz after the cause is fixed: %d %q", code, body)
+	}
+}
+
+// Backpressure (issue 6, item 6): with the only slot busy, a request that
+// waits past the queue timeout gets 503 with Retry-After, on both fronts
+// (a full queue answers the same way, see dispatch's tests).
+func TestBackpressureAnswers503WithRetryAfter(t *testing.T) {
+	s := startStackPool(t, 0, dispatch.NewPool(1, 300*time.Millisecond), func(c *supervise.Config) {
+		c.Workers, c.Threads = 1, 1
+	})
+	busy := startLoad(s.httpURL+"/sleep?ms=1500", "slept", 1, 1)
+	defer busy.wait()
+	time.Sleep(300 * time.Millisecond) // the slot is taken
+	resp, err := client.Get(s.httpURL + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("HTTP past the queue timeout: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	p, _ := golden(t, "get_plain")
+	uresp, _, err := roundTrip(t, "unix", s.uwsgiSock, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uresp.StatusCode != 503 || uresp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("uwsgi past the queue timeout: %d, Retry-After %q", uresp.StatusCode, uresp.Header.Get("Retry-After"))
 	}
 }
