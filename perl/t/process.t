@@ -169,10 +169,21 @@ subtest 'go-plugin services' => sub {
     is $t->{'grpc-status'}, 12, 'broker: UNIMPLEMENTED';
 };
 
+# Describe's reply as a hash; running (repeated) as an array.
+sub describe {
+    my $c = shift;
+    my ($msg) = $c->unary('/bridge.v1.Runner/Describe', '');
+    my %d = (running => []);
+    Bridge::Runner::Proto::_each_field(\$msg, sub {
+        my ($num, $v) = @_;
+        return push @{ $d{running} }, $v if $num == 8;
+        $d{ (qw(x language language_version interface app threads pid server))[$num] } = $v;
+    });
+    return \%d;
+}
+
 subtest 'Describe' => sub {
-    my ($msg, $t) = $c->unary('/bridge.v1.Runner/Describe', '');
-    my %d;
-    Bridge::Runner::Proto::_each_field(\$msg, sub { $d{ (qw(x language language_version interface app threads pid server))[ $_[0] ] } = $_[1] });
+    my %d = %{ describe($c) };
     is $d{language}, 'perl', 'language';
     is $d{language_version}, sprintf('%vd', $^V), 'language_version';
     is $d{interface}, 'psgi/1.1', 'interface';
@@ -180,6 +191,7 @@ subtest 'Describe' => sub {
     is $d{threads}, 1, 'threads 1 although 2 were asked for';
     is $d{pid}, $p->{pid}, 'pid';
     like $d{server}, qr{^bridge-psgi/0\.1 Protocol::HTTP2/1\.\d+$}, 'server';
+    is_deeply $d{running}, [], 'running: none while idle';
 };
 
 subtest 'requests one after another on one Slot stream' => sub {
@@ -270,6 +282,38 @@ subtest 'G4 a cancelled stream: the writer dies, the body closes, a new slot wor
     is body_of(slot_request($c, $new, path => '/hello')), 'hello world', 'a fresh slot is served';
     my @recs = grep { ($_->{message} // '') eq 'request cancelled' } log_records($p);
     is $recs[0]{level}, 'info', 'logged at info, not as an app error';
+};
+
+subtest 'Describe lists the request in the app while it streams, until the app lets go' => sub {
+    my $st = $c->open_stream('/bridge.v1.Runner/Slot');
+    $c->send_msg($st, request_bytes(path => '/endless', rid => 'rid-streaming'));
+    $c->wait_for(sub { @{ $st->{messages} } >= 2 }, 10, 'two frames');
+    # Answered from the loop that the app's write() pumps.
+    is_deeply describe($c)->{running}, ['rid-streaming'], 'running: the streaming request';
+    $c->cancel($st);
+    my $log = "$p->{dir}/endless.log";
+    my $end = time + 5;
+    sleep 0.05 until _lines($log) >= 2 || time > $end;
+    is _lines($log), 2, 'the app saw its write die';
+    is_deeply describe($c)->{running}, [], 'running: empty once the app returned';
+};
+
+sub _lines { open my $fh, '<', shift or return 0; my @l = <$fh>; scalar @l }
+
+subtest 'SIGUSR1 while the app runs logs a stack with the app frame' => sub {
+    my $st = $c->open_stream('/bridge.v1.Runner/Slot');
+    $c->send_msg($st, request_bytes(path => '/sleep', query => '2', rid => 'rid-usr1'));
+    $c->pump(0.3);
+    my $t0 = time;
+    kill 'USR1', $p->{pid};
+    my $f = decode_response($c->next_msg($st, 10));
+    is $f->{body}, 'slept', 'the request still completes';
+    cmp_ok time - $t0, '>=', 1.5, '... in its own time: the handler does not end the app call';
+    my ($rec) = grep { ($_->{message} // '') eq 'stack dump (SIGUSR1)' } log_records($p);
+    ok $rec, 'a stack dump line' or return diag explain [log_records($p)];
+    is $rec->{request_id}, 'rid-usr1', 'with the id of the request in the app';
+    like $rec->{traceback}, qr{\ASIGUSR1 at \S*/fixture\.psgi line \d+\.\n}, 'where the app was (its sleep)';
+    like $rec->{traceback}, qr{Bridge::Runner::PSGI::run_app\(.*\n(?s:.*)Bridge::Runner::Main::main\(}, 'and the frames below it';
 };
 
 subtest 'a slot the client half-closes is ended cleanly' => sub {

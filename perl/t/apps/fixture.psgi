@@ -1,6 +1,7 @@
 # The app of the integration tests (t/process.t): one route per behaviour.
 use strict;
 use warnings;
+use Time::HiRes ();
 
 print "fixture loading\n";    # G7: must not get before the handshake
 
@@ -41,7 +42,10 @@ my %routes = (
     '/sleep' => sub {
         my $env = shift;
         my ($n) = ($env->{QUERY_STRING} =~ /(\d+(?:\.\d+)?)/);
-        select(undef, undef, undef, $n // 1);
+        # A signal (SIGTERM, SIGUSR1) ends select early: sleep on until the
+        # time is up, so only a handler that dies cuts the request short.
+        my $until = Time::HiRes::time() + ($n // 1);
+        while ((my $left = $until - Time::HiRes::time()) > 0) { select(undef, undef, undef, $left) }
         [ 200, [ 'Content-Type' => 'text/plain' ], [ 'slept' ] ];
     },
     '/endless' => sub {

@@ -22,6 +22,7 @@ our %FIELDS = (
         language => [1, 'string'], language_version => [2, 'string'],
         interface => [3, 'string'], app => [4, 'string'],
         threads => [5, 'uint32'], pid => [6, 'int32'], server => [7, 'string'],
+        running => [8, 'string'],    # repeated
     },
     Var          => { name => [1, 'bytes'], value => [2, 'bytes'] },
     RequestHead  => {
@@ -146,6 +147,8 @@ sub encode_describe_response {
     $out .= $TAG{'DescribeResponse.threads'} . _varint($d->{threads}) if $d->{threads};
     $out .= $TAG{'DescribeResponse.pid'} . _varint($d->{pid})         if $d->{pid};
     $out .= _ld('DescribeResponse.server', _utf8($d->{server})) if defined $d->{server} && length $d->{server};
+    # Repeated: every element goes out, an empty one too.
+    $out .= _ld('DescribeResponse.running', _utf8($_)) for @{ $d->{running} || [] };
     return $out;
 }
 

@@ -16,7 +16,7 @@ sub new {
     my ($class, %a) = @_;
     my $self = bless {
         psgi     => $a{psgi},    # Bridge::Runner::PSGI
-        describe => encode_describe_response({
+        describe => {
             language         => 'perl',
             language_version => sprintf('%vd', $^V),
             interface        => 'psgi/1.1',
@@ -24,10 +24,14 @@ sub new {
             threads          => 1,
             pid              => $$,
             server           => "bridge-psgi/$VERSION Protocol::HTTP2/$Protocol::HTTP2::VERSION",
-        }),
+        },
         slots    => [],
         stop     => 0,           # Shutdown RPC, SIGTERM or harakiri: drain and exit
         busy     => 0,
+        # The id of the request being served, for Describe. Describe is only
+        # answered while the app waits on the loop (a streaming write), and
+        # while the app runs otherwise not at all, which bridge counts as stuck.
+        running  => [],
     }, $class;
     Scalar::Util::weaken(my $w = $self);
     $self->{grpc} = Bridge::Runner::GRPC->new(routes => {
@@ -39,7 +43,9 @@ sub new {
         } },
         # Output goes to stderr, which bridge reads itself.
         '/plugin.GRPCStdio/StreamStdio' => { server_stream => sub { } },
-        '/bridge.v1.Runner/Describe'    => { unary => sub { $w->{describe} } },
+        '/bridge.v1.Runner/Describe'    => { unary => sub {
+            encode_describe_response({ %{ $w->{describe} }, running => $w->{running} });
+        } },
         '/bridge.v1.Runner/Slot'        => { open  => sub {
             push @{ $w->{slots} }, Bridge::Runner::Slot->new(shift, $w->{grpc});
         } },
@@ -106,9 +112,11 @@ sub _serve {
           unless !length($frame->{body}) && $frame->{end};
         return;
     }
-    $self->{busy} = 1;
+    $self->{busy}    = 1;
+    $self->{running} = [ $frame->{head}{request_id} ];
     my $res = eval { $self->{psgi}->handle($slot, $frame) };
-    $self->{busy} = 0;
+    $self->{busy}    = 0;
+    $self->{running} = [];
     if (!$res) {
         # A bug in the shim (the app's own failures are caught inside).
         my $err = Bridge::Runner::Log::text("$@");
