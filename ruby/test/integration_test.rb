@@ -157,6 +157,50 @@ class IntegrationTest < Minitest::Test
     assert st&.success?
   end
 
+  def wait_until(what, secs = 5)
+    deadline = Time.now + secs
+    sleep 0.02 until yield || Time.now > deadline
+    assert yield, "timed out waiting for #{what}"
+  end
+
+  def nap(stub, secs, rid)
+    reqs = [Bridge::V1::RequestFrame.new(head: head(path: '/nap', query: secs.to_s, request_id: rid), end: true)]
+    op = stub.slot(reqs, return_op: true)
+    [op, Thread.new { op.execute.to_a rescue $! }]
+  end
+
+  def test_describe_running_keeps_a_cancelled_request_until_the_app_returns
+    stub = stub_for(start('stream.ru'))
+    describe = -> { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a }
+    assert_equal [], describe.call
+    op, t = nap(stub, 1.5, 'rid-nap')
+    wait_until('the request to start') { describe.call == ['rid-nap'] }
+    op.cancel
+    t.join(5)
+    sleep 0.2
+    assert_equal ['rid-nap'], describe.call, 'the app still sleeps'
+    wait_until('the cancelled request to leave') { describe.call.empty? }
+    out = stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/post', method: 'POST', clen: 1), body: 'z', end: true)]).to_a
+    assert_equal 'z', out.map(&:body).join
+  end
+
+  def test_sigusr1_logs_every_thread_while_the_app_runs
+    stub = stub_for(start('stream.ru'))
+    _op, t = nap(stub, 1, 'rid-usr1')
+    wait_until('the request to start') { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a == ['rid-usr1'] }
+    Process.kill('USR1', @pid)
+    assert_equal 'napped', t.value.map(&:body).join, 'the request completes'
+    assert_equal 'ruby', stub.describe(Bridge::V1::DescribeRequest.new).language, 'the runner still answers'
+    assert stop&.success?
+    @err_thread.join(5)
+    dumps = @err.lines.map { |l| JSON.parse(l) }.select { |r| r['message'] == 'stack dump (SIGUSR1)' }
+    assert_operator dumps.size, :>=, 3, 'main, the app thread, the gRPC threads'
+    app = dumps.select { |r| r['request_id'] == 'rid-usr1' }
+    assert_equal 1, app.size, 'the thread in the app carries its request id'
+    assert_match(/stream\.ru:\d+:in `sleep'/, app[0]['traceback'])
+    assert(dumps.any? { |r| r['traceback'].include?("in `read'") && r['traceback'].include?('main.rb') }, 'the main thread')
+  end
+
   def test_refuses_without_cookie
     _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
     refute st.success?

@@ -174,6 +174,22 @@ class SlotTest < Minitest::Test
     assert_equal 1, b.closes
   end
 
+  def test_tracker_gets_each_request_id_until_the_app_lets_go
+    calls = []
+    app = lambda do |env|
+      calls << [:app, env['bridge.request_id']]
+      [200, {}, ['x']]
+    end
+    slot = BridgeRunner::Slot.new(app, rack3: false, tracker: ->(d, rid) { calls << [d, rid] })
+    frames = %w[a b].map { |rid| V1::RequestFrame.new(head: head(request_id: rid), end: true) }
+    slot.run(frames.each) { |_f| nil }
+    assert_equal [[1, 'a'], [:app, 'a'], [-1, 'a'], [1, 'b'], [:app, 'b'], [-1, 'b']], calls
+    # A cancelled call: gRPC's write loop breaks out of the reply enumerator.
+    calls.clear
+    slot.run(frames.each) { |_f| break }
+    assert_equal [[1, 'a'], [:app, 'a'], [-1, 'a']], calls
+  end
+
   def test_G1_R25_streamed_chunks_skip_empty_and_close_once
     b = ClosingBody.new(['', 'a', '', 'b'])
     out = get(Rack::Lint.new(->(_e) { [200, {}, b] }))

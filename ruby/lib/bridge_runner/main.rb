@@ -60,11 +60,19 @@ module BridgeRunner
 
       require 'bridge_runner/server'
       active = 0
+      # Ids of the requests in the app, cancelled ones too until the app
+      # returns: Describe's `running`, which bridge polls after a cancel.
+      running = []
       lock = Mutex.new
       idle = ConditionVariable.new
-      tracker = lambda do |d|
+      tracker = lambda do |d, rid|
         lock.synchronize do
           active += d
+          if d.positive?
+            running << rid
+          elsif (i = running.index(rid))
+            running.delete_at(i) # one entry: Array#delete would drop every equal id
+          end
           idle.broadcast if active.zero?
         end
       end
@@ -84,7 +92,7 @@ module BridgeRunner
       server = GRPC::RpcServer.new(pool_size: threads + 4, max_waiting_requests: 1000, poll_period: 1)
       path = File.join(sock_dir, "rack-#{Process.pid}.sock")
       server.add_http2_port("unix:#{path}", :this_port_is_insecure)
-      server.handle(Runner.new(factory, describe))
+      server.handle(Runner.new(factory, describe, -> { lock.synchronize { running.dup } }))
       server.handle(Health.new)
       server.handle(Controller.new(stop))
       server.handle(Stdio.new)
@@ -92,6 +100,8 @@ module BridgeRunner
       server.wait_till_running(10)
       trap('TERM') { stop.call }
       trap('INT') { stop.call }
+      # Log takes a Mutex, which trap context forbids: a thread writes.
+      trap('USR1') { Thread.new { log_stacks } }
       Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s) on #{path}")
       handshake.write("1|1|unix|#{path}|grpc\n")
       handshake.close
@@ -110,6 +120,17 @@ module BridgeRunner
       th.join(5)
       Log.info('stopped')
       exit!(0)
+    end
+
+    # SIGUSR1, sent by bridge to a runner that keeps a cancelled request:
+    # every thread's backtrace, one log line each, with the request id the
+    # thread serves.
+    def log_stacks
+      Thread.list.each do |t|
+        next if t == Thread.current
+        Log.info('stack dump (SIGUSR1)', thread: t.name || t.inspect, request_id: t[:bridge_request_id],
+                                         traceback: (t.backtrace || []).join("\n"))
+      end
     end
   end
 end

@@ -23,13 +23,15 @@ module BridgeRunner
   end
 
   class Runner < RunnerService
-    def initialize(slot_factory, describe)
+    # running: returns the ids of the requests in the app (Describe.running).
+    def initialize(slot_factory, describe, running = -> { [] })
       @slot_factory = slot_factory
       @describe = describe
+      @running = running
     end
 
     def describe(_req, _call)
-      Bridge::V1::DescribeResponse.new(**@describe)
+      Bridge::V1::DescribeResponse.new(**@describe, running: @running.call)
     end
 
     def slot(reqs, _call)

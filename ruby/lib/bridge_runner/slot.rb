@@ -56,11 +56,14 @@ module BridgeRunner
           return
         end
         next unless frame.head # stray body/end frames of a finished request
-        @tracker&.call(1)
+        rid = frame.head.request_id
+        @tracker&.call(1, rid)
         begin
           serve_one(frame, reqs, &out)
         ensure
-          @tracker&.call(-1)
+          # A cancelled call gets here too, once the app has returned: gRPC
+          # stops taking frames and the enumerator unwinds through here.
+          @tracker&.call(-1, rid)
         end
       end
     end

@@ -1,4 +1,5 @@
-# Endless body for G4; /sleep answers after 0.3 s for the concurrency check.
+# Endless body for G4; /sleep answers after 0.3 s for the concurrency check;
+# /nap after QUERY_STRING seconds (Describe.running, SIGUSR1).
 class Endless
   def each
     i = 0
@@ -18,6 +19,9 @@ run(lambda do |env|
   when '/sleep'
     sleep 0.3
     [200, {}, ['slept']]
+  when '/nap'
+    sleep Float(env['QUERY_STRING'])
+    [200, {}, ['napped']]
   when '/post'
     [200, {}, [env['rack.input'].read]]
   else
