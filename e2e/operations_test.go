@@ -182,8 +182,10 @@ func adminPost(t *testing.T, b *bridgeProc, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// stuckApp ignores cancellation: time.sleep cannot be interrupted.
-const stuckApp = `import time
+// stuckApps ignore cancellation: a sleep in the app cannot be interrupted
+// by the shim. Each names the function the stack dump must show.
+var stuckApps = []struct{ lang, file, spec, code string }{
+	{"python", "app.py", "python:app:application", `import time
 
 
 def wedged_in_the_app():
@@ -195,17 +197,48 @@ def application(environ, start_response):
         wedged_in_the_app()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
-`
+`},
+	// Perl runs a signal handler at the next statement, and a signal ends
+	// a sleep early: a loop that waits forever (polling) stays stuck and in
+	// the stack, as real stuck apps do; a lone "sleep 120" would return.
+	{"perl", "app.psgi", "perl:app.psgi", `use strict;
+sub wedged_in_the_app { select(undef, undef, undef, 0.5) while 1 }
+sub {
+    my $env = shift;
+    wedged_in_the_app() if $env->{PATH_INFO} eq '/hang';
+    return [200, ['Content-Type' => 'text/plain', 'Content-Length' => 2], ['ok']];
+};
+`},
+	{"ruby", "config.ru", "ruby:config.ru", `def wedged_in_the_app
+  sleep 120
+end
 
-// Timeouts with a real Python app (issue 6, item 5): a request past
-// --timeout gets 504; the app keeps sleeping past --cancel-grace, so the
-// shim is asked for its stacks, which name the app's function, and the
-// worker is replaced; the next requests are served.
-func TestStuckPythonWorkerIsReplaced(t *testing.T) {
-	dir := t.TempDir()
-	writeApp(t, dir, stuckApp)
-	b := startBridge(t, bridgeOpts{dir: dir, spec: "python:app:application", http: true, admin: true,
-		workers: 1, threads: 1, args: []string{"--timeout", "1s", "--cancel-grace", "1s"}})
+run lambda { |env|
+  wedged_in_the_app if env['PATH_INFO'] == '/hang'
+  [200, { 'content-type' => 'text/plain', 'content-length' => '2' }, ['ok']]
+}
+`},
+}
+
+// Timeouts with real shims (issue 6, item 5): a request past --timeout gets
+// 504; the app keeps sleeping past --cancel-grace, so the shim is asked for
+// its stacks, which name the app's function, and the worker is replaced;
+// the next requests are served.
+func TestStuckWorkerIsReplaced(t *testing.T) {
+	for _, app := range stuckApps {
+		t.Run(app.lang, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, app.file), []byte(app.code), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			testStuckWorker(t, startBridge(t, bridgeOpts{dir: dir, spec: app.spec, http: true, admin: true,
+				workers: 1, threads: 1, args: []string{"--timeout", "1s", "--cancel-grace", "1s"}}))
+		})
+	}
+}
+
+func testStuckWorker(t *testing.T, b *bridgeProc) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Get("http://" + b.httpAddr + "/hang")
 	if err != nil {
@@ -222,7 +255,7 @@ func TestStuckPythonWorkerIsReplaced(t *testing.T) {
 		t.Fatalf("no replacement worker (%v):\n%s", rec, b.log.tail(40))
 	}
 	logs := b.log.String()
-	for _, want := range []string{"worker is stuck", "stack dump (SIGUSR1)", "wedged_in_the_app"} {
+	for _, want := range []string{"worker is stuck", "SIGUSR1", "wedged_in_the_app"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, b.log.tail(40))
 		}
