@@ -96,7 +96,7 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.DurationVar(&o.maxLifetime, "max-lifetime", 0, "recycle a worker after it has run this long (0 = never), plus up to 10% at random")
 	fs.Var(&o.maxRSS, "max-rss", "recycle a worker whose process tree uses more memory than this (0 = never): bytes, or with K, M, G")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-request deadline (0 = none): 504 if the app has not started answering, else the response is cut off")
-	fs.DurationVar(&o.cancelGrace, "cancel-grace", 5*time.Second, "how long an app may keep running a request that was cancelled (timeout, client gone) before bridge logs the worker's stacks and replaces it (0 = never checked)")
+	fs.DurationVar(&o.cancelGrace, "cancel-grace", 5*time.Second, "how long an app may keep running a request past its --timeout before bridge logs the worker's stacks and replaces it (0 = never checked)")
 	fs.IntVar(&o.maxConns, "max-connections", 0, "open client connections per listener (0 = no limit); beyond it new connections wait in the kernel's accept queue")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	fs.IntVar(&o.backlog, "backlog", 1024, "requests that may wait for a free slot; more get 503")

@@ -53,7 +53,7 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 	if !stop() || !clean {
 		s.reset()
 		if s.worker.CancelGrace > 0 {
-			s.abandoned = req.ID
+			s.abandon(ctx, req.ID)
 		}
 		if ctx.Err() == nil && request.StatusOf(err) == http.StatusBadGateway {
 			s.worker.broken() // the runner may be gone: have it checked now

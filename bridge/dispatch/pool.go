@@ -163,7 +163,7 @@ func (p *Pool) Release(s *Slot) {
 		// back only once the runner has let go of it.
 		s.abandoned = ""
 		w.busy--
-		go w.awaitLetGo(s, id)
+		go w.awaitLetGo(s, id, s.stuckAt)
 		return
 	}
 	if len(p.waiters) > 0 && !w.suspended {

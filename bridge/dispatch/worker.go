@@ -71,8 +71,26 @@ type Slot struct {
 	stream bridgev1.Runner_SlotClient
 	cancel context.CancelFunc
 	// abandoned is the id of a request whose stream was cancelled while the
-	// app may still be running it; Release then waits for the app to let go.
+	// app may still be running it; Release then waits for the app to let go
+	// and calls the worker stuck if it still runs the request at stuckAt
+	// (zero: never).
 	abandoned string
+	stuckAt   time.Time
+}
+
+// abandon notes that request id was cancelled mid-exchange. A request whose
+// deadline passed may run CancelGrace longer; one whose client left may run
+// until its deadline plus CancelGrace: leaving is the client's business,
+// and an app still inside a request it was allowed is not stuck. Without a
+// deadline (--timeout 0) it may run on, holding its slot.
+func (s *Slot) abandon(ctx context.Context, id string) {
+	s.abandoned, s.stuckAt = id, time.Time{}
+	if dl, ok := ctx.Deadline(); ok {
+		if now := time.Now(); dl.Before(now) {
+			dl = now
+		}
+		s.stuckAt = dl.Add(s.worker.CancelGrace)
+	}
 }
 
 // Worker returns the worker the slot belongs to.
@@ -121,15 +139,14 @@ func (w *Worker) retire() {
 }
 
 // awaitLetGo returns s to dispatch once the runner no longer lists request
-// id as running. Past CancelGrace the app is stuck: OnStuck is called and s
-// stays out.
-func (w *Worker) awaitLetGo(s *Slot, id string) {
-	deadline := time.Now().Add(w.CancelGrace)
+// id as running. Past stuckAt (if set) the app is stuck: OnStuck is called
+// and s stays out.
+func (w *Worker) awaitLetGo(s *Slot, id string, stuckAt time.Time) {
 	pause := 10 * time.Millisecond
 	for {
 		// A runner that cannot answer at all (one thread, busy in the app)
 		// counts as still running the request.
-		ctx, cancel := context.WithTimeout(w.ctx, max(time.Until(deadline), 200*time.Millisecond))
+		ctx, cancel := context.WithTimeout(w.ctx, time.Second)
 		info, err := w.rpc.Describe(ctx, &bridgev1.DescribeRequest{})
 		cancel()
 		if w.ctx.Err() != nil || w.pool.gone(w) {
@@ -139,10 +156,14 @@ func (w *Worker) awaitLetGo(s *Slot, id string) {
 			w.pool.reinstate(s)
 			return
 		}
-		if !time.Now().Before(deadline) {
+		if !stuckAt.IsZero() && !time.Now().Before(stuckAt) {
 			break
 		}
-		time.Sleep(min(pause, time.Until(deadline)))
+		wait := pause
+		if !stuckAt.IsZero() {
+			wait = min(wait, time.Until(stuckAt))
+		}
+		time.Sleep(wait)
 		pause = min(2*pause, 500*time.Millisecond)
 	}
 	w.log.Warn().Str("req_id", id).Str("worker", w.Name).Dur("cancel_grace", w.CancelGrace).

@@ -329,3 +329,28 @@ func TestBackpressureAnswers503WithRetryAfter(t *testing.T) {
 		t.Fatalf("uwsgi past the queue timeout: %d, Retry-After %q", uresp.StatusCode, uresp.Header.Get("Retry-After"))
 	}
 }
+
+// A client that leaves does not make its app stuck: without a request
+// deadline the app may finish in its own time, and its slot comes back then
+// (the next request waits for it instead of queueing in the runner).
+func TestClientGoneWithoutDeadlineIsNotStuck(t *testing.T) {
+	var restarts atomic.Int64
+	s := startStackWith(t, 0, func(c *supervise.Config) {
+		c.Workers, c.Threads, c.CancelGrace = 1, 1, 200*time.Millisecond
+		c.OnRestart = func(string) { restarts.Add(1) }
+	})
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := impatient.Get(s.httpURL + "/hang?ms=1500"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the impatient client got %d", resp.StatusCode)
+	}
+	l := startLoad(s.httpURL+"/hello", "hello world\n", 1, 1)
+	l.wait()
+	if l.failed.Load() != 0 {
+		t.Fatalf("request after the abandoned one: %v", l)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if restarts.Load() != 0 || strings.Contains(s.logs.String(), "worker is stuck") {
+		t.Fatalf("a worker whose client left was called stuck:\n%s", s.logs.String())
+	}
+}
