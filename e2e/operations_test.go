@@ -295,3 +295,65 @@ func adminGet(t *testing.T, b *bridgeProc, path string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
+
+// A second SIGTERM during the drain stops bridge at once, runners included
+// (issue 6, item 2).
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	writeApp(t, dir, fmt.Sprintf(versionApp, "v1"))
+	b := startBridge(t, bridgeOpts{dir: dir, spec: "python:app:application", http: true, workers: 1, threads: 2})
+	pids := runnerPIDs(t, b)
+	go http.Get("http://" + b.httpAddr + "/slow") // keeps the drain busy for 2 s
+	time.Sleep(300 * time.Millisecond)
+	b.signalled = true
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.log.waitRecord(stopTimeout, func(r logRecord) bool {
+		return strings.HasPrefix(r.str("message"), "shutting down: no new connections")
+	}); !ok {
+		t.Fatalf("no drain after SIGTERM:\n%s", b.log.tail(20))
+	}
+	start := time.Now()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(stopTimeout):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		t.Fatal("bridge still running after a second SIGTERM")
+	}
+	took := time.Since(start)
+	t.Logf("second SIGTERM: bridge gone after %v (%v)", took, b.waitErr)
+	if took > time.Second {
+		t.Errorf("second SIGTERM took %v, the in-flight request was 2 s", took)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pid := range pids {
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(pollEvery)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("runner %d outlived bridge", pid)
+		}
+	}
+}
+
+// runnerPIDs reads the runners' pids from the "worker ready" log lines.
+func runnerPIDs(t *testing.T, b *bridgeProc) map[int]bool {
+	t.Helper()
+	pids := map[int]bool{}
+	for _, r := range b.log.records() {
+		if r.str("message") == "worker ready" {
+			if pid, ok := r.fields["pid"].(float64); ok {
+				pids[int(pid)] = true
+			}
+		}
+	}
+	if len(pids) == 0 {
+		t.Fatalf("no worker pids in the log:\n%s", b.log.tail(20))
+	}
+	return pids
+}
