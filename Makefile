@@ -15,12 +15,16 @@ APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
             libdancer2-perl libmojolicious-perl \
             ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest \
             ruby-rails
+# What `make bench` measures bridge against, and how (bench/README.md).
+BENCH_APT_PKGS := nginx wrk uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-plugin-rack-ruby3.1 \
+                  gunicorn starman puma python3-flask libdancer2-perl libtemplate-perl ruby-sinatra
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
-.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check lint bench clean
+.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check lint \
+        bench bench-deps bench-quick bench-scaling bench-publish clean
 
 help: ## show this help
 	@echo "bridge — application server for WSGI apps behind nginx"
@@ -88,8 +92,25 @@ lint: ## gofmt, go vet, shellcheck (if installed)
 	$(GO) vet ./...
 	@if command -v shellcheck >/dev/null; then shellcheck .ci/run; fi
 
-bench: build ## compare bridge with uWSGI and Gunicorn behind nginx (../shared/peers)
-	bench/run-peers.sh
+bench-deps: ## install missing Debian packages for make bench (the peers, wrk, the frameworks)
+	@missing=$$(for p in $(BENCH_APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "bench-deps: all Debian packages present"; fi
+
+bench: deps bench-deps build ## bridge vs uWSGI, Gunicorn, Starman, Puma behind nginx: all workloads + scaling (~25 min)
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+bench-quick: deps bench-deps build ## the same, fewer configs and 2 s runs (under 3 minutes)
+	$(PYTHON) bench/bench.py --quick $(BENCH_ARGS)
+
+bench-scaling: deps bench-deps build ## req/s of bridge and uWSGI for 1, 2, 4 workers x concurrency 1..256
+	$(PYTHON) bench/bench.py --scaling $(BENCH_ARGS)
+
+bench-publish: ## copy the newest full bench run's table to bench/RESULTS.md
+	$(PYTHON) bench/bench.py --report latest --publish
 
 clean: ## remove build output
 	rm -rf $(BIN)
