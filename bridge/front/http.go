@@ -75,7 +75,7 @@ func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	l := &varList{vars: make([]*bridgev1.Var, 0, 16+len(r.Header))}
+	l := newVarList(16 + len(r.Header))
 	l.set("REQUEST_METHOD", []byte(r.Method))
 	l.set("SCRIPT_NAME", nil)
 	path := r.URL.Path

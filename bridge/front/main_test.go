@@ -32,20 +32,20 @@ type stack struct {
 	pool      *dispatch.Pool
 }
 
-func startStack(t *testing.T, timeout time.Duration) *stack {
+func startStack(t testing.TB, timeout time.Duration) *stack {
 	t.Helper()
 	return startStackWith(t, timeout, nil)
 }
 
 // startStackWith is startStack with the supervisor's config adjusted by tune
 // (recycling limits, callbacks) before the workers start.
-func startStackWith(t *testing.T, timeout time.Duration, tune func(*supervise.Config)) *stack {
+func startStackWith(t testing.TB, timeout time.Duration, tune func(*supervise.Config)) *stack {
 	t.Helper()
 	return startStackPool(t, timeout, dispatch.NewPool(64, 5*time.Second), tune)
 }
 
 // startStackPool is startStackWith over a given pool (queue limits).
-func startStackPool(t *testing.T, timeout time.Duration, pool *dispatch.Pool, tune func(*supervise.Config)) *stack {
+func startStackPool(t testing.TB, timeout time.Duration, pool *dispatch.Pool, tune func(*supervise.Config)) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)

@@ -18,7 +18,7 @@ import (
 
 // golden reads a packet nginx 1.22 really sent (bridge/uwsgi/testdata) and
 // returns it with its body.
-func golden(t *testing.T, name string) (*uwsgi.Packet, []byte) {
+func golden(t testing.TB, name string) (*uwsgi.Packet, []byte) {
 	t.Helper()
 	raw, err := os.ReadFile("../uwsgi/testdata/" + name + ".uwsgi")
 	if err != nil {

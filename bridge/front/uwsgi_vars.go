@@ -8,13 +8,12 @@ import (
 
 	"bridge/bridge/request"
 	"bridge/bridge/uwsgi"
-	bridgev1 "bridge/proto/bridge/v1"
 )
 
 // canonical turns nginx's vars into the canonical request (U3–U16). nginx's
 // vars already are a CGI environment; this merges, cleans and fills them.
 func (u *Uwsgi) canonical(pkt *uwsgi.Packet) (*request.Request, error) {
-	l := &varList{vars: make([]*bridgev1.Var, 0, len(pkt.Vars)+4)}
+	l := newVarList(len(pkt.Vars) + 4)
 	var https, reqScheme, uwsgiScheme []byte
 	for _, v := range pkt.Vars {
 		name := v.Name

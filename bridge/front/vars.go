@@ -17,7 +17,24 @@ import (
 // headers in arrival order (", ", or "; " for Cookie) and lets a repeated
 // non-HTTP_ key's last value win (U4), as uWSGI does.
 type varList struct {
-	vars []*bridgev1.Var
+	vars  []*bridgev1.Var
+	store []bridgev1.Var // backing for vars: one allocation, not one per var
+}
+
+func newVarList(n int) *varList {
+	return &varList{vars: make([]*bridgev1.Var, 0, n), store: make([]bridgev1.Var, 0, n)}
+}
+
+// newVar takes the next Var from store. A full store is replaced, never
+// grown: vars already point into it, and proto messages must not be copied.
+func (l *varList) newVar(name, value []byte) *bridgev1.Var {
+	if len(l.store) == cap(l.store) {
+		l.store = make([]bridgev1.Var, 0, 8)
+	}
+	l.store = l.store[:len(l.store)+1]
+	v := &l.store[len(l.store)-1]
+	v.Name, v.Value = name, value
+	return v
 }
 
 func (l *varList) index(name []byte) int {
@@ -36,7 +53,7 @@ func (l *varList) add(name, value []byte) {
 	i := l.index(name)
 	switch {
 	case i < 0:
-		l.vars = append(l.vars, &bridgev1.Var{Name: name, Value: value})
+		l.vars = append(l.vars, l.newVar(name, value))
 	case bytes.HasPrefix(name, []byte("HTTP_")):
 		sep := ", "
 		if bytes.Equal(name, cookieName) {
@@ -79,7 +96,7 @@ func (l *varList) set(name string, value []byte) {
 			return
 		}
 	}
-	l.vars = append(l.vars, &bridgev1.Var{Name: []byte(name), Value: value})
+	l.vars = append(l.vars, l.newVar([]byte(name), value))
 }
 
 // del removes name.
