@@ -446,7 +446,7 @@ def main():
     ap.add_argument("--scaling-duration", type=int, default=5, help="measured s per scaling step")
     ap.add_argument("--quiet-pct", type=float, default=20.0,
                     help="before each run wait until the machine is at most this busy ...")
-    ap.add_argument("--quiet-wait", type=float, help="... for at most this many s (full 20, quick 1)")
+    ap.add_argument("--quiet-wait", type=float, help="... for at most this many s (full 10, quick 1)")
     ap.add_argument("--settle", type=float, help="s between a server's first answer and its "
                     "idle memory sample (full 1, quick 0.5)")
     ap.add_argument("--bridge", default=os.path.join(ROOT, "bin", "bridge"))
@@ -467,7 +467,7 @@ def main():
     if args.settle is None:
         args.settle = 0.5 if args.quick else 1.0
     if args.quiet_wait is None:
-        args.quiet_wait = 1.0 if args.quick else 20.0
+        args.quiet_wait = 1.0 if args.quick else 10.0
     matrix = [] if args.scaling else plan_matrix(args)
     scaling = plan_scaling(args) if (args.scaling or (suite == "full" and not args.no_scaling
                                                       and not args.workloads)) else []
@@ -497,7 +497,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     meta = {"suite": suite, "started": datetime.datetime.now(datetime.timezone.utc)
             .isoformat(timespec="seconds"), "duration_s": args.duration, "warmup_s": args.warmup,
-            "scaling_duration_s": args.scaling_duration, "argv": sys.argv[1:],
+            "scaling_duration_s": args.scaling_duration, "settle_s": args.settle,
+            "argv": sys.argv[1:],
             "machine": sysinfo.machine(), "versions": sysinfo.versions(ROOT)}
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
@@ -546,9 +547,9 @@ def main():
 
 
 def estimate(matrix, scaling, args):
-    per = args.warmup + args.duration + 1.0 + min(args.quiet_wait, 1.0)
+    per = args.warmup + args.duration + 1.0
     starts = sum(len({w.server for w in wls}) for _, wls in matrix) + len(scaling)
-    return (sum(len(wls) for _, wls in matrix) * per + starts * 3.0
+    return (sum(len(wls) for _, wls in matrix) * per + starts * (1.0 + args.settle)
             + len(scaling) * len(SCALING_CONNS) * (args.scaling_duration + 2.0))
 
 

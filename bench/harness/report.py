@@ -213,11 +213,13 @@ def render(meta, records):
         conns = conns_table(matrix, [r for r in records if r["type"] == "idle"])
         if conns:
             lines += ["## 1,000 concurrent connections", "",
-                      "`conn1000`: a freshly started bridge, idle memory sampled 1 s after "
-                      "it answered, then wrk -t2 -c1000 through nginx.", "", conns, ""]
+                      "`conn1000`: a freshly started bridge, idle memory sampled %s s after "
+                      "it answered, then wrk -t2 -c1000 through nginx." % meta.get("settle_s", 1),
+                      "", conns, ""]
         if idles:
             lines += ["## Memory at idle", "",
-                      "Sampled 1 s after each server answered its first request.", "",
+                      "Sampled %s s after each server answered its first request."
+                      % meta.get("settle_s", 1), "",
                       idle_table([r for r in idles if r.get("server") != "conns"]), ""]
     scaling = scaling_tables(measures)
     if scaling:
