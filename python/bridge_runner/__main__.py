@@ -17,6 +17,9 @@ import traceback
 from . import logs
 
 COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
+# The gRPC server: "sync" (grpc.server, server.py) or "aio" (grpc.aio,
+# aio.py); $BRIDGE_PY_SERVER picks the other one.
+DEFAULT_SERVER = "sync"
 
 
 class _Hurry(BaseException):
@@ -106,8 +109,15 @@ def main(argv=None):
     if not sys.path or sys.path[0] != cwd:
         sys.path.insert(0, cwd)
 
+    kind = os.environ.get("BRIDGE_PY_SERVER", "") or DEFAULT_SERVER
+    if kind not in ("sync", "aio"):
+        logs.log("error", "BRIDGE_PY_SERVER=%r: want sync or aio" % kind)
+        return 1
     try:
-        from .server import Server
+        if kind == "aio":
+            from .aio import AioServer as Server
+        else:
+            from .server import Server
     except ImportError as exc:
         logs.log("error", "cannot import gRPC (%s): install python3-grpcio and python3-protobuf "
                  "for %s" % (exc, sys.executable), traceback="".join(traceback.format_exception(exc)))
@@ -125,7 +135,11 @@ def main(argv=None):
         app = validator(app)
 
     gateway = Gateway(app, threads=args.threads, workers=workers)
-    server = Server(gateway, spec, args.threads)
+    if kind == "aio":
+        inline = os.environ.get("BRIDGE_PY_INLINE", "1") != "0"
+        server = Server(gateway, spec, args.threads, inline=inline)
+    else:
+        server = Server(gateway, spec, args.threads)
     try:
         path = server.listen(os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir())
         server.start()
@@ -147,7 +161,7 @@ def main(argv=None):
 
     os.write(handshake_fd, ("1|1|unix|%s|grpc\n" % path).encode())
     os.close(handshake_fd)
-    logs.log("info", "serving %s" % spec, app=spec, threads=args.threads, socket=path,
+    logs.log("info", "serving %s" % spec, app=spec, threads=args.threads, socket=path, server=kind,
              worker=os.environ.get("BRIDGE_WORKER"))
 
     try:

@@ -29,15 +29,7 @@ class Server:
     def __init__(self, gateway, app_spec, threads):
         self.gateway = gateway
         self.shutdown_requested = threading.Event()
-        self._describe = DescribeResponse(
-            language="python",
-            language_version=platform.python_version(),
-            interface="wsgi/1.0",
-            app=app_spec,
-            threads=threads,
-            pid=os.getpid(),
-            server="bridge-wsgi/%s grpcio/%s" % (__version__, grpc.__version__),
-        )
+        self._describe = describe_response(app_spec, threads)
         # A thread per slot, plus room for health, Describe, Shutdown and a
         # replacement Slot that Go opens while a cancelled one winds down.
         self._pool = futures.ThreadPoolExecutor(max_workers=threads + 4,
@@ -95,13 +87,7 @@ class Server:
         return self.gateway.serve(None, _direct_sender(context), slot)
 
     def listen(self, directory):
-        path = os.path.join(directory, "bridge-wsgi-%d.sock" % os.getpid())
-        if len(path.encode()) > _MAX_SOCKET_PATH:
-            raise OSError("socket path %r is longer than %d bytes" % (path, _MAX_SOCKET_PATH))
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        path = socket_path(directory)
         if not self._grpc.add_insecure_port("unix:" + path):
             raise OSError("cannot listen on unix:%s" % path)
         self.path = path
@@ -118,6 +104,31 @@ class Server:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+def describe_response(app_spec, threads):
+    """The constant part of every DescribeResponse."""
+    return DescribeResponse(
+        language="python",
+        language_version=platform.python_version(),
+        interface="wsgi/1.0",
+        app=app_spec,
+        threads=threads,
+        pid=os.getpid(),
+        server="bridge-wsgi/%s grpcio/%s" % (__version__, grpc.__version__),
+    )
+
+
+def socket_path(directory):
+    """This process's socket path in `directory`, with any stale file removed."""
+    path = os.path.join(directory, "bridge-wsgi-%d.sock" % os.getpid())
+    if len(path.encode()) > _MAX_SOCKET_PATH:
+        raise OSError("socket path %r is longer than %d bytes" % (path, _MAX_SOCKET_PATH))
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return path
 
 
 def _direct_sender(context):

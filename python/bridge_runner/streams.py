@@ -38,6 +38,10 @@ class Input:
         self._buf = body
         self._pos = 0
 
+    def complete(self):
+        """True when the whole body is here: reading never waits for a frame."""
+        return self.ended or self._need == 0
+
     # -- frames --------------------------------------------------------------
 
     def _more(self):

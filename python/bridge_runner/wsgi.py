@@ -141,18 +141,25 @@ class Gateway:
 
     def _enter(self, rid):
         self._app_threads.acquire()
+        self.begin(rid)
+
+    def _leave(self, rid):
+        logs.end_request()
+        self.end(rid)
+        self._app_threads.release()
+
+    def begin(self, rid):
+        """Count a request as in flight (Describe.running, drain)."""
         with self._cond:
             self.in_flight += 1
             self._running.append(rid)
 
-    def _leave(self, rid):
-        logs.end_request()
+    def end(self, rid):
         with self._cond:
             self.in_flight -= 1
             self._running.remove(rid)
             if not self.in_flight:
                 self._cond.notify_all()
-        self._app_threads.release()
 
     def running(self):
         """Ids of the requests whose app call has not returned (or closed) yet."""

@@ -127,12 +127,20 @@ class Slot:
         self.q.put(None)
 
 
+@pytest.fixture(params=["sync", "aio"])
+def server(request):
+    """Every process test runs against both gRPC servers (BRIDGE_PY_SERVER)."""
+    return request.param
+
+
 @pytest.fixture
-def shim(tmp_path):
+def shim(tmp_path, server):
     started = []
 
-    def start(**kw):
-        s = Shim(tmp_path, **kw)
+    def start(env=None, **kw):
+        full = {"BRIDGE_PY_SERVER": server}
+        full.update(env or {})
+        s = Shim(tmp_path, env=full, **kw)
         started.append(s)
         return s
 
@@ -247,11 +255,13 @@ def _until(check, what):
         time.sleep(0.02)
 
 
-def test_describe_running_keeps_a_cancelled_request_until_the_app_returns(shim):
+def test_describe_running_keeps_a_cancelled_request_until_the_app_returns(shim, server):
     """proto DescribeResponse.running: the id of a request inside the app is
     listed; cancelling its stream while the app sleeps does not remove it;
-    it goes when the app returns."""
-    s = shim()
+    it goes when the app returns. (aio with one thread runs the app on the
+    event loop, which answers Describe only after it: see
+    test_aio_one_thread_runs_the_app_on_the_event_loop.)"""
+    s = shim(env={"BRIDGE_THREADS": "2"} if server == "aio" else None)
     s.handshake()
     assert list(s.describe().running) == []
     a = s.slot()
@@ -316,6 +326,59 @@ def test_streaming_is_not_buffered(shim):
         assert f.body == first and t1 - t0 < 1.0, (path, t1 - t0)
         rest = slot.response()
         assert b"".join(x.body for x in rest) == second
+    slot.close()
+
+
+def test_write_file_and_threads(shim):
+    """W24: several write() calls arrive in order, before the iterable's
+    data; G23: a file_wrapper response is a File frame, closed once, when
+    the slot's next frame arrives."""
+    s = shim()
+    s.handshake()
+    slot = s.slot()
+    text, frames = slot.get("/writes")
+    assert text == b"abcd" and frames[-1].end and not frames[-1].abort
+    assert [f.body for f in frames if f.body][0] == b"a"
+    slot.send(head(path="/file"))
+    frames = slot.response()
+    assert len(frames) == 1 and frames[0].head.status == 200 and frames[0].end
+    f = frames[0].file
+    assert (f.path, f.offset, f.length) == (os.path.join(APPS, "fixture_app.py"), 0, -1)
+    assert slot.get("/closes", query="file")[0] == b"1"
+    assert slot.get("/closes", query="file")[0] == b"1"
+    slot.close()
+
+
+def test_aio_one_thread_runs_the_app_on_the_event_loop(shim, server):
+    """BRIDGE_PY_SERVER=aio with one thread: a request whose body is all in
+    its first frame runs on the event loop thread (no hand-off), one whose
+    body streams in runs in an app thread. While an inline app runs, the
+    loop answers nothing: a Describe waits until the app returns (bridge
+    counts a Describe that does not answer as "still running"), and the
+    SIGUSR1 dump shows the app on the loop thread."""
+    if server != "aio":
+        pytest.skip("aio only")
+    s = shim()
+    s.handshake()
+    slot = s.slot()
+    assert slot.get("/thread")[0] == b"bridge-loop"
+    slot.send(head("POST", path="/thread", body=b"x", end=False, length=2))
+    first = slot.response()
+    assert b"".join(f.body for f in first).startswith(b"bridge-slot")
+    slot.send(body(b"y", end=True))
+
+    slot.send(head(path="/slow", extra=[("QUERY_STRING", "1.0")], rid="inline"))
+    time.sleep(0.3)
+    s.proc.send_signal(signal.SIGUSR1)
+    t0 = time.monotonic()
+    d = s.describe()
+    assert time.monotonic() - t0 > 0.4 and list(d.running) == []
+    frames = slot.response()
+    assert b"".join(f.body for f in frames) == b"slow done"
+    _until(lambda: any("in application" in r.get("traceback", "") for r in s.records()),
+           "a stack dump")
+    app = [r for r in s.records() if "in application" in r.get("traceback", "")]
+    assert app[0]["thread"] == "bridge-loop"
     slot.close()
 
 

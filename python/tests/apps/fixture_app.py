@@ -1,4 +1,5 @@
 """The app the process tests run in a real shim (python/tests/test_process.py)."""
+import io
 import os
 import sys
 import threading
@@ -25,6 +26,18 @@ class Endless:
     def close(self):
         with _lock:
             CLOSES[self.key] = CLOSES.get(self.key, 0) + 1
+
+
+class CountingFile(io.FileIO):
+    """A file whose close() is counted by key (File frames, G5)."""
+
+    key = "file"
+
+    def close(self):
+        if not self.closed:
+            with _lock:
+                CLOSES[self.key] = CLOSES.get(self.key, 0) + 1
+        super().close()
 
 
 def application(environ, start_response):
@@ -71,6 +84,17 @@ def application(environ, start_response):
         write(b"first ")
         time.sleep(float(qs or 1))
         return [b"second"]
+    if path == "/writes":
+        write = start_response("200 OK", text)
+        for part in (b"a", b"b", b"c"):
+            write(part)
+        return [b"d"]
+    if path == "/file":
+        start_response("200 OK", text)
+        return environ["wsgi.file_wrapper"](CountingFile(__file__, "rb"))
+    if path == "/thread":
+        start_response("200 OK", text)
+        return [threading.current_thread().name.encode()]
     if path == "/stream":
         start_response("200 OK", text)
         return _stream(float(qs or 1))
