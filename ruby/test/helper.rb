@@ -3,6 +3,7 @@ require 'minitest/autorun'
 require 'stringio'
 require 'bridge_runner/log'
 require 'bridge_runner/slot'
+require 'bridge_runner/runner_pb'
 
 BridgeRunner::Log.io = StringIO.new unless ENV['BRIDGE_TEST_LOGS']
 
@@ -24,8 +25,18 @@ module SlotHelpers
   def run_slot(app, frames, **opts)
     out = []
     opts = { rack3: false }.merge(opts)
-    BridgeRunner::Slot.new(app, **opts).run(frames.each) { |f| out << f }
+    BridgeRunner::Slot.new(app, **opts).run(wire(frames).each) { |f| out << unwire(f) }
     out
+  end
+
+  # RequestFrames as the Slot gets them from gRPC (through Wire).
+  def wire(frames)
+    frames.map { |f| BridgeRunner::Wire.decode_request(V1::RequestFrame.encode(f)) }
+  end
+
+  # An encoded ResponseFrame the Slot sent, as a protobuf object.
+  def unwire(bytes)
+    V1::ResponseFrame.decode(bytes)
   end
 
   def get(app, **kw)

@@ -4,6 +4,17 @@ require 'tmpdir'
 require 'timeout'
 require 'bridge_runner/server'
 
+# A client for the runner's services with protobuf frames both ways (the
+# runner's own service declares Wire's raw Slot frames).
+class TestRunnerService
+  include GRPC::GenericService
+  self.marshal_class_method = :encode
+  self.unmarshal_class_method = :decode
+  self.service_name = 'bridge.v1.Runner'
+  rpc :Describe, Bridge::V1::DescribeRequest, Bridge::V1::DescribeResponse
+  rpc :Slot, stream(Bridge::V1::RequestFrame), stream(Bridge::V1::ResponseFrame)
+end
+
 class IntegrationTest < Minitest::Test
   include SlotHelpers
   ROOT = File.expand_path('..', __dir__)
@@ -47,7 +58,7 @@ class IntegrationTest < Minitest::Test
     line = start('hello.ru')
     assert_match(%r{\A1\|1\|unix\|/.+\|grpc\n\z}, line)
     path = line.split('|')[3]
-    stub = BridgeRunner::Runner.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
+    stub = TestRunnerService.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
     d = stub.describe(Bridge::V1::DescribeRequest.new)
     assert_equal 'ruby', d.language
     assert_equal 'rack/2.2', d.interface
@@ -81,7 +92,7 @@ class IntegrationTest < Minitest::Test
 
   def stub_for(line)
     path = line.split('|')[3]
-    BridgeRunner::Runner.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
+    TestRunnerService.rpc_stub_class.new("unix:#{path}", :this_channel_is_insecure, timeout: 10)
   end
 
   def raw_call(line, method)

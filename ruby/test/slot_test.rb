@@ -181,7 +181,7 @@ class SlotTest < Minitest::Test
       [200, {}, ['x']]
     end
     slot = BridgeRunner::Slot.new(app, rack3: false, tracker: ->(d, rid) { calls << [d, rid] })
-    frames = %w[a b].map { |rid| V1::RequestFrame.new(head: head(request_id: rid), end: true) }
+    frames = wire(%w[a b].map { |rid| V1::RequestFrame.new(head: head(request_id: rid), end: true) })
     slot.run(frames.each) { |_f| nil }
     assert_equal [[1, 'a'], [:app, 'a'], [-1, 'a'], [1, 'b'], [:app, 'b'], [-1, 'b']], calls
     # A cancelled call: gRPC's write loop breaks out of the reply enumerator.
@@ -395,6 +395,7 @@ class SlotTest < Minitest::Test
     frames = [V1::RequestFrame.new(head: head(method: 'POST', clen: 6, request_id: 'a'), body: 'ab'),
               V1::RequestFrame.new(body: 'cd'), V1::RequestFrame.new(body: 'ef'), V1::RequestFrame.new(end: true),
               V1::RequestFrame.new(head: head(request_id: 'b'), end: true)]
+    frames = wire(frames)
     en = Enumerator.new { |y| frames.each { |f| pulled << f; y << f } }
     reads = []
     app = lambda do |env|
@@ -404,7 +405,7 @@ class SlotTest < Minitest::Test
       [200, {}, [env['bridge.request_id']]]
     end
     out = []
-    BridgeRunner::Slot.new(app, rack3: false).run(en) { |f| out << f }
+    BridgeRunner::Slot.new(app, rack3: false).run(en) { |f| out << unwire(f) }
     assert_equal [1, 'abc', 2, 5, nil, 5], reads
     assert_equal %w[a b], out.map(&:body)
   end
@@ -440,7 +441,7 @@ class SlotTest < Minitest::Test
     end
     sent = 0
     catch(:gone) do
-      BridgeRunner::Slot.new(app, rack3: false).run([V1::RequestFrame.new(head: head, end: true)].each) do |_f|
+      BridgeRunner::Slot.new(app, rack3: false).run(wire([V1::RequestFrame.new(head: head, end: true)]).each) do |_f|
         sent += 1
         throw :gone
       end

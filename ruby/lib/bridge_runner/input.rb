@@ -10,23 +10,29 @@ module BridgeRunner
 
     def initialize(first, reqs, content_length = -1)
       @reqs = reqs
-      @io = StringIO.new(+''.b)
-      @io.binmode
-      @io = spill(@io) if content_length > SPILL
+      @content_length = content_length
+      @io = nil # made on first use: a GET's input is never read
       @eof = first.end
       append(first.body)
     end
 
-    attr_reader :io
+    # The buffer (StringIO or Tempfile).
+    def io
+      @io ||= begin
+        sio = StringIO.new(+''.b)
+        sio.binmode
+        @content_length > SPILL ? spill(sio) : sio
+      end
+    end
 
     def read(len = nil, buf = nil)
       fill(len)
-      buf ? @io.read(len, buf) : @io.read(len)
+      buf ? io.read(len, buf) : io.read(len)
     end
 
     def gets(*args)
       fill_line
-      @io.gets(*args)
+      io.gets(*args)
     end
 
     def each
@@ -36,14 +42,14 @@ module BridgeRunner
     end
 
     def rewind
-      @io.rewind
+      @io&.rewind
       0
     end
 
     def close; end
     def binmode? = true
     def external_encoding = Encoding::ASCII_8BIT
-    def eof? = (@eof && @io.eof?)
+    def eof? = (@eof && (@io.nil? || @io.eof?))
 
     # Discards the frames the app did not read, up to the request's end.
     def drain
@@ -65,14 +71,14 @@ module BridgeRunner
 
     private
 
-    def available = @io.size - @io.pos
+    def available = @io ? @io.size - @io.pos : 0
 
     def fill(len)
       pull while !@eof && (len.nil? || available < len)
     end
 
     def fill_line
-      pos = @io.pos
+      pos = io.pos
       until @eof
         rest = @io.read
         @io.seek(pos)
@@ -94,6 +100,7 @@ module BridgeRunner
 
     def append(data)
       return if data.nil? || data.empty?
+      io
       @io = spill(@io) if @io.is_a?(StringIO) && @io.size + data.bytesize > SPILL
       pos = @io.pos
       @io.seek(0, IO::SEEK_END)

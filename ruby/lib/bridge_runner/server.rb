@@ -2,6 +2,7 @@
 # gRPC services: bridge.v1.Runner plus go-plugin's health, controller, stdio.
 require 'grpc'
 require 'bridge_runner/slot'
+require 'bridge_runner/runner_pb'
 
 module BridgeRunner
   VERSION = '0.1'
@@ -19,7 +20,9 @@ module BridgeRunner
     self.unmarshal_class_method = :decode
     self.service_name = 'bridge.v1.Runner'
     rpc :Describe, Bridge::V1::DescribeRequest, Bridge::V1::DescribeResponse
-    rpc :Slot, stream(Bridge::V1::RequestFrame), stream(Bridge::V1::ResponseFrame)
+    # Slot frames are decoded and encoded by BridgeRunner::Wire, not by
+    # google-protobuf (see wire.rb for why).
+    rpc :Slot, stream(Wire::Request), stream(Wire::Bytes)
   end
 
   class Runner < RunnerService

@@ -6,7 +6,7 @@ require 'uri' # Rack::Lint 2.2 uses URI without requiring it
 require 'rack'
 require 'bridge_runner/log'
 require 'bridge_runner/input'
-require 'bridge_runner/runner_pb'
+require 'bridge_runner/wire'
 
 module BridgeRunner
   class AppError < StandardError
@@ -26,10 +26,17 @@ module BridgeRunner
   end
 
   class Slot
-    V1 = Bridge::V1
+    W = Wire
     TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
     BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/n.freeze
-    HOP = %w[connection keep-alive transfer-encoding proxy-connection upgrade te trailer].freeze
+    DIGITS = /\A\d+\z/n.freeze
+    PROTOCOL = %r{\AHTTP/\d(\.\d)?\z}n.freeze
+    HOP = %w[connection keep-alive transfer-encoding proxy-connection upgrade te trailer].to_h { |h| [h, true] }.freeze
+    NO_BODY_STATUS = { 204 => true, 304 => true }.freeze
+    LOGGER = Log::RackLogger.new
+    NONE = [].freeze
+    # Response header names seen, lowercased (bounded: names are the app's).
+    LOWER_MAX = 512
 
     attr_reader :app
 
@@ -40,10 +47,27 @@ module BridgeRunner
       @workers = workers
       @rack3 = rack3
       @tracker = tracker
+      @lower = {}
+      # The env keys that are the same for every request of this slot; each
+      # request's env starts as a copy of it.
+      @errors = Log::LineWriter.new('errors', 'warning')
+      @base = {
+        'rack.errors' => @errors,
+        'rack.logger' => LOGGER,
+        'rack.multithread' => threads > 1,
+        'rack.multiprocess' => workers > 1,
+        'rack.run_once' => false
+      }
+      unless rack3
+        @base['rack.version'] = Rack::VERSION
+        @base['rack.hijack?'] = false
+      end
+      @base.freeze
     end
 
-    # reqs: something with #next (raises StopIteration at end of stream).
-    # Yields ResponseFrames. Returns when the stream ends.
+    # reqs: something with #next (raises StopIteration at end of stream)
+    # giving Wire::Requests. Yields encoded ResponseFrames (Wire::Bytes).
+    # Returns when the stream ends.
     def run(reqs, &out)
       catch(:stream_ended) { run_loop(reqs, &out) }
     end
@@ -77,8 +101,7 @@ module BridgeRunner
         env = build_env(head, input)
       rescue StandardError => e
         Log.error("cannot prepare the request: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
-        err = V1::Error.new(kind: 'internal', message: "#{e.class}: #{e.message}")
-        out.call(V1::ResponseFrame.new(error: err, end: true))
+        out.call(W.response(error: ['internal', "#{e.class}: #{e.message}"], fin: true))
         input&.drain
         return
       end
@@ -88,51 +111,55 @@ module BridgeRunner
       Log.info('request stream ended before the request body end')
       throw :stream_ended
     ensure
-      [$stdout, $stderr].each { |io| io.flush if io.is_a?(Log::LineWriter) }
+      $stdout.flush if $stdout.is_a?(Log::LineWriter)
+      $stderr.flush if $stderr.is_a?(Log::LineWriter)
       input&.dispose
       Thread.current[:bridge_request_id] = nil
     end
 
     def build_env(head, input)
-      env = {}
-      head.vars.each { |v| env[v.name.b.force_encoding(Encoding::ASCII_8BIT).to_s] = v.value.b }
-      env = env.transform_keys { |k| k.dup.force_encoding(Encoding::UTF_8).valid_encoding? ? k.dup.force_encoding(Encoding::UTF_8) : k }
+      env = @base.dup
+      vars = head.vars
+      i = 0
+      n = vars.size
+      while i < n
+        # Names become frozen, deduplicated UTF-8 Strings (binary when not
+        # valid UTF-8), so Hash#[]= does not copy them and they are the same
+        # objects as the app's literal keys.
+        name = vars[i].force_encoding(Encoding::UTF_8)
+        name.force_encoding(Encoding::BINARY) unless name.valid_encoding?
+        env[-name] = vars[i + 1]
+        i += 2
+      end
       env.delete('HTTP_CONTENT_TYPE')
       env.delete('HTTP_CONTENT_LENGTH')
-      env.delete('CONTENT_LENGTH') if env['CONTENT_LENGTH'] && env['CONTENT_LENGTH'] !~ /\A\d+\z/
+      env.delete('CONTENT_LENGTH') if (cl = env['CONTENT_LENGTH']) && !DIGITS.match?(cl)
       env.delete('CONTENT_TYPE') if env['CONTENT_TYPE'] == ''
       env['QUERY_STRING'] ||= ''.b
-      env['SCRIPT_NAME'] ||= ''.b
-      env['SCRIPT_NAME'] = ''.b if env['SCRIPT_NAME'] == '/'
+      sn = env['SCRIPT_NAME']
+      if sn.nil? || sn == '/'
+        env['SCRIPT_NAME'] = sn = ''.b
+      end
       env['PATH_INFO'] ||= ''.b
       # R5: always set and well-formed, whatever the front sent.
-      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b unless env['SERVER_PROTOCOL'] =~ %r{\AHTTP/\d(\.\d)?\z}n
+      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b unless PROTOCOL.match?(env['SERVER_PROTOCOL'])
       # R4: PATH_INFO is the raw path from REQUEST_URI.
       if (uri = env['REQUEST_URI']) && uri.start_with?('/')
-        raw = uri.split('?', 2)[0].b
-        sn = env['SCRIPT_NAME']
+        q = uri.index('?') # vars are binary: a byte index
+        raw = uri.byteslice(0, q || uri.bytesize)
         if sn.empty?
           env['PATH_INFO'] = raw
         elsif raw.start_with?(sn) && (raw.bytesize == sn.bytesize || raw.getbyte(sn.bytesize) == 47)
           env['PATH_INFO'] = raw.byteslice(sn.bytesize..-1)
         end
       end
-      env['PATH_INFO'] = '/'.b if env['SCRIPT_NAME'].empty? && env['PATH_INFO'].empty?
+      env['PATH_INFO'] = '/'.b if sn.empty? && env['PATH_INFO'].empty?
       if @rack3
         env.delete('HTTP_VERSION') if env['HTTP_VERSION'] && env['HTTP_VERSION'] != env['SERVER_PROTOCOL']
         env['rack.response_finished'] = []
-      else
-        env['rack.version'] = Rack::VERSION
-        env['rack.hijack?'] = false
       end
-      # R8: in 3.x the app may close rack.input; that is a no-op.
-      input.define_singleton_method(:close) { nil } if @rack3
+      # R8: in 3.x the app may close rack.input; Input#close is a no-op.
       env['rack.input'] = input
-      env['rack.errors'] = Log::LineWriter.new('errors', 'warning')
-      env['rack.logger'] = Log::RackLogger.new
-      env['rack.multithread'] = @threads > 1
-      env['rack.multiprocess'] = @workers > 1
-      env['rack.run_once'] = false
       env['rack.url_scheme'] = head.url_scheme == 'https' ? 'https' : 'http'
       env['bridge.request_id'] = head.request_id
       env
@@ -140,7 +167,9 @@ module BridgeRunner
 
     # Calls the app and sends its response. Never raises for app errors.
     def respond(env, &out)
-      st = { head_sent: false, closed: false, body: nil }
+      @head_sent = false
+      @closed = false
+      @body = nil
       finished_error = nil
       status = headers = nil
       completed = false
@@ -150,12 +179,12 @@ module BridgeRunner
           raise AppError, "app returned #{res.class}, not a 3-element Array (R16)"
         end
         raise AppError, 'response Array is frozen (R16)' if @rack3 && res.frozen?
-        st[:body] = res[2]
+        @body = res[2]
         headers = res[1]
-        status, reason = check_status(res[0])
+        status = check_status(res[0])
         wire_headers, clen = check_headers(headers, status)
-        head = V1::ResponseHead.new(status: status, reason: reason, headers: wire_headers)
-        send_body(env, st, head, status, clen, &out)
+        head = W.head(status, Rack::Utils::HTTP_STATUS_CODES[status] || '', wire_headers)
+        send_body(env, head, status, clen, &out)
         completed = true
       rescue Exception => e # rubocop:disable Lint/RescueException
         finished_error = e
@@ -166,9 +195,8 @@ module BridgeRunner
         raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
         kind = e.is_a?(AppError) ? e.kind : 'app'
         Log.error("app error: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
-        err = V1::Error.new(kind: kind, message: "#{e.class}: #{e.message}"[0, 4096],
-                            traceback: (e.backtrace || []).join("\n")[0, 65_536])
-        out.call(V1::ResponseFrame.new(error: err, end: true, abort: st[:head_sent]))
+        out.call(W.response(error: [kind, "#{e.class}: #{e.message}"[0, 4096], (e.backtrace || []).join("\n")[0, 65_536]],
+                            fin: true, abort: @head_sent))
         completed = true
       ensure
         unless completed || finished_error
@@ -176,8 +204,9 @@ module BridgeRunner
           Log.info('request cancelled (client gone)')
           finished_error = IOError.new('client disconnected')
         end
-        close_body(st)
-        env['rack.errors'].flush if env['rack.errors'].respond_to?(:flush)
+        close_body
+        @body = nil
+        @errors.flush
         run_finished(env, status, headers, finished_error)
       end
     end
@@ -197,15 +226,16 @@ module BridgeRunner
       end
     end
 
-    def close_body(st)
-      return if st[:closed]
-      st[:closed] = true
-      b = st[:body]
+    def close_body
+      return if @closed
+      @closed = true
+      b = @body
       b.close if b.respond_to?(:close)
     rescue StandardError => e
       Log.error("body close failed: #{e.class}: #{e.message}")
     end
 
+    # Returns the status code.
     def check_status(s)
       if @rack3
         raise AppError, "status #{s.inspect} is not an Integer (R17)" unless s.is_a?(Integer)
@@ -215,10 +245,17 @@ module BridgeRunner
         code = s.to_i
       end
       raise AppError, "status #{code} out of range 200..999 (G10)" unless code >= 200 && code <= 999
-      [code, (Rack::Utils::HTTP_STATUS_CODES[code] || '')]
+      code
     end
 
-    # Returns [Array<Header>, content_length or nil].
+    def lower(k)
+      l = @lower[k]
+      return l if l
+      @lower.clear if @lower.size >= LOWER_MAX
+      @lower[k] = -k.downcase
+    end
+
+    # Returns [flat Array of header name, value, ..., content_length or nil].
     def check_headers(h, status)
       raise AppError, 'headers do not respond to each (R18)' unless h.respond_to?(:each)
       if @rack3 && !h.is_a?(Hash)
@@ -226,88 +263,104 @@ module BridgeRunner
       end
       raise AppError, 'headers Hash is frozen (R19)' if @rack3 && h.frozen?
       list = []
-      clens = []
+      clen = nil
       h.each do |k, v|
         raise AppError, "header name #{k.inspect} is not a String" unless k.is_a?(String)
-        lk = k.downcase
+        lk = lower(k)
         if lk.start_with?('rack.')
           raise AppError, 'rack.hijack response header: hijacking is not supported (R11)' if lk == 'rack.hijack'
           Log.warning("response header #{k} is not sent (R13/R20)") if lk == 'rack.protocol'
           next
         end
-        raise AppError, "header name #{k.inspect} is not a token (G11)" unless k.b =~ TOKEN
+        raise AppError, "header name #{k.inspect} is not a token (G11)" unless k.ascii_only? && TOKEN.match?(k)
         raise AppError, 'Status header is forbidden (R18)' if lk == 'status'
-        raise AppError, "header #{k} has uppercase letters in Rack 3 (R19)" if @rack3 && k != lk
-        values = header_values(k, v)
-        if HOP.include?(lk)
+        raise AppError, "header #{k} has uppercase letters in Rack 3 (R19)" if @rack3 && !k.equal?(lk) && k != lk
+        if @rack3 && v.is_a?(Array)
+          v.each do |x|
+            raise AppError, "header #{k} value #{x.inspect} is not a String (R19)" unless x.is_a?(String)
+            raise AppError, "header #{k} value has a newline (R19)" if x.include?("\n")
+          end
+          values = v
+        else
+          raise AppError, "header #{k} value #{v.inspect} is not a String (R18)" unless v.is_a?(String)
+          if v.empty?
+            values = NONE # no line: the header is not sent (as v.split("\n"))
+          elsif v.include?("\n")
+            Log.warning("header #{k} value holds \"\\n\"; split into lines (R19)") if @rack3
+            values = v.b.split("\n", -1)
+          end
+        end
+        if HOP[lk]
           Log.warning("hop-by-hop response header #{k} stripped (G12)")
           next
         end
-        if [204, 304].include?(status) && %w[content-length content-type].include?(lk)
+        if NO_BODY_STATUS[status] && (lk == 'content-length' || lk == 'content-type')
           Log.debug("#{k} stripped from a #{status} response (G14)")
           next
         end
-        values.each do |val|
-          raise AppError, "header #{k} value has a control character (G11)" if val =~ BAD_VALUE
-          clens << val if lk == 'content-length'
-          list << V1::Header.new(name: k.b, value: val)
+        if values
+          values.each { |val| clen = add_header(list, k, lk, val, clen) }
+          values = nil
+        else
+          clen = add_header(list, k, lk, v, clen)
         end
       end
-      clen = nil
-      unless clens.empty?
-        raise AppError, "invalid Content-Length #{clens.inspect} (G13)" unless clens.all? { |c| c =~ /\A\d+\z/n } && clens.uniq.size == 1
-        clen = clens[0].to_i
-      end
+      clen = clen.to_i if clen
       [list, clen]
     end
 
-    def header_values(k, v)
-      if @rack3 && v.is_a?(Array)
-        v.map do |x|
-          raise AppError, "header #{k} value #{x.inspect} is not a String (R19)" unless x.is_a?(String)
-          raise AppError, "header #{k} value has a newline (R19)" if x.include?("\n")
-          x.b
-        end
-      else
-        raise AppError, "header #{k} value #{v.inspect} is not a String (R18)" unless v.is_a?(String)
-        if @rack3 && v.include?("\n")
-          Log.warning("header #{k} value holds \"\\n\"; split into lines (R19)")
-        end
-        v.b.split("\n", -1)
+    def add_header(list, k, lk, val, clen)
+      bad = val.ascii_only? ? BAD_VALUE.match?(val) : BAD_VALUE.match?(val.b)
+      raise AppError, "header #{k} value has a control character (G11)" if bad
+      if lk == 'content-length'
+        # G13: one value, digits only (repeated identical values are one).
+        raise AppError, "invalid Content-Length #{val.inspect} (G13)" unless val.ascii_only? && DIGITS.match?(val)
+        raise AppError, "invalid Content-Length #{[clen, val].inspect} (G13)" if clen && clen != val
+        clen = val
       end
+      list << k << val
+      clen
     end
 
-    def send_body(env, st, head, status, clen, &out)
-      body = st[:body]
+    def send_body(env, head, status, clen, &out)
+      body = @body
       no_body = env['REQUEST_METHOD'] == 'HEAD' || status == 204 || status == 304
       if !@rack3 && body.is_a?(String)
         raise AppError, 'body is a String, not an each-able object (R22)'
       end
       if @rack3 && !body.respond_to?(:each) && body.respond_to?(:call)
-        return stream_body(env, st, head, no_body, &out)
+        return stream_body(env, head, no_body, &out)
       end
-      unless body.respond_to?(:each) || body.respond_to?(:to_ary) || body.respond_to?(:to_path)
+      if body.is_a?(Array)
+        # The common case first: nothing else to ask an Array.
+      elsif !(body.respond_to?(:each) || body.respond_to?(:to_ary) || body.respond_to?(:to_path))
         raise AppError, "body #{body.class} responds neither to each nor to call (R22/R23)"
       end
       if no_body
-        out.call(V1::ResponseFrame.new(head: head, end: true))
-        st[:head_sent] = true
+        @head_sent = true
+        out.call(W.response(head: head, fin: true))
         return
       end
-      if body.respond_to?(:to_path) && (path = body.to_path) && File.file?(path) && File.readable?(path) && (clen.nil? || File.size(path) == clen)
-        path = File.expand_path(path)
-        out.call(V1::ResponseFrame.new(head: head, file: V1::File.new(path: path, offset: 0, length: -1), end: true))
-        st[:head_sent] = true
+      if !body.is_a?(Array) && body.respond_to?(:to_path) && (path = body.to_path) && File.file?(path) &&
+         File.readable?(path) && (clen.nil? || File.size(path) == clen) &&
+         (path = File.expand_path(path)).dup.force_encoding(Encoding::UTF_8).valid_encoding?
+        @head_sent = true
+        out.call(W.response(head: head, file: [path, 0, -1], fin: true))
         return
       end
       remaining = clen
       if body.is_a?(Array) || (body.respond_to?(:to_ary) && @rack3)
         ary = body.to_ary
-        st[:closed] = true if @rack3 && !body.is_a?(Array) # to_ary closed it (R23)
-        buf = +''.b
+        @closed = true if @rack3 && !body.is_a?(Array) # to_ary closed it (R23)
         ary.each do |c|
           raise AppError, "body chunk #{c.class} is not a String (R25)" unless c.is_a?(String)
-          buf << c.b
+        end
+        # One chunk (the usual [body]) goes as it is: Wire copies it once.
+        if ary.size == 1
+          buf = ary[0]
+        else
+          buf = String.new(encoding: Encoding::BINARY)
+          ary.each { |c| buf << (c.ascii_only? ? c : c.b) }
         end
         abort = false
         if remaining
@@ -318,17 +371,14 @@ module BridgeRunner
             abort = true
           end
         end
-        f = V1::ResponseFrame.new(head: head, end: true, abort: abort)
-        f.body = buf unless buf.empty?
-        st[:head_sent] = true
-        out.call(f)
+        @head_sent = true
+        out.call(W.response(head: head, body: buf, fin: true, abort: abort))
         return
       end
       short = false
       body.each do |c|
         raise AppError, "body chunk #{c.class} is not a String (R25)" unless c.is_a?(String)
         next if c.empty?
-        c = c.b
         if remaining
           if c.bytesize > remaining
             Log.warning("body longer than Content-Length #{clen}: truncated (G13)")
@@ -338,31 +388,24 @@ module BridgeRunner
           remaining -= c.bytesize
         end
         unless c.empty?
-          f = V1::ResponseFrame.new(body: c)
-          unless st[:head_sent]
-            f.head = head
-            st[:head_sent] = true
-          end
-          out.call(f)
+          h = @head_sent ? nil : head
+          @head_sent = true
+          out.call(W.response(head: h, body: c))
         end
         break if short
       end
-      f = V1::ResponseFrame.new(end: true, abort: !remaining.nil? && remaining > 0)
-      unless st[:head_sent]
-        f.head = head
-        st[:head_sent] = true
-      end
-      out.call(f)
+      h = @head_sent ? nil : head
+      @head_sent = true
+      out.call(W.response(head: h, fin: true, abort: !remaining.nil? && remaining > 0))
     end
 
     # Rack 3 streaming body (R24): head first, then call(stream).
-    def stream_body(env, st, head, no_body, &out)
-      out.call(V1::ResponseFrame.new(head: head))
-      st[:head_sent] = true
+    def stream_body(env, head, no_body, &out)
+      out.call(W.response(head: head))
+      @head_sent = true
       stream = Stream.new(env['rack.input'], no_body, out)
-      body = st[:body]
-      body.call(stream)
-      out.call(V1::ResponseFrame.new(end: true))
+      @body.call(stream)
+      out.call(W.response(fin: true))
     end
 
     class Stream
@@ -377,8 +420,8 @@ module BridgeRunner
 
       def write(s)
         raise Errno::EPIPE if @closed
-        s = s.to_s.b
-        @out.call(Bridge::V1::ResponseFrame.new(body: s)) unless s.empty? || @no_body
+        s = s.to_s
+        @out.call(Wire.response(body: s)) unless s.empty? || @no_body
         s.bytesize
       rescue StandardError => e
         raise if e.is_a?(Errno::EPIPE)
