@@ -66,8 +66,9 @@ module BridgeRunner
     end
 
     # reqs: something with #next (raises StopIteration at end of stream)
-    # giving Wire::Requests. Yields encoded ResponseFrames (Wire::Bytes).
-    # Returns when the stream ends.
+    # giving Wire::Requests. Yields encoded ResponseFrames (Wire::Bytes),
+    # and true with a response's last frame (the one with end). Returns when
+    # the stream ends.
     def run(reqs, &out)
       catch(:stream_ended) { run_loop(reqs, &out) }
     end
@@ -101,7 +102,7 @@ module BridgeRunner
         env = build_env(head, input)
       rescue StandardError => e
         Log.error("cannot prepare the request: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
-        out.call(W.response(error: ['internal', "#{e.class}: #{e.message}"], fin: true))
+        out.call(W.response(error: ['internal', "#{e.class}: #{e.message}"], fin: true), true)
         input&.drain
         return
       end
@@ -196,7 +197,7 @@ module BridgeRunner
         kind = e.is_a?(AppError) ? e.kind : 'app'
         Log.error("app error: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
         out.call(W.response(error: [kind, "#{e.class}: #{e.message}"[0, 4096], (e.backtrace || []).join("\n")[0, 65_536]],
-                            fin: true, abort: @head_sent))
+                            fin: true, abort: @head_sent), true)
         completed = true
       ensure
         unless completed || finished_error
@@ -338,14 +339,14 @@ module BridgeRunner
       end
       if no_body
         @head_sent = true
-        out.call(W.response(head: head, fin: true))
+        out.call(W.response(head: head, fin: true), true)
         return
       end
       if !body.is_a?(Array) && body.respond_to?(:to_path) && (path = body.to_path) && File.file?(path) &&
          File.readable?(path) && (clen.nil? || File.size(path) == clen) &&
          (path = File.expand_path(path)).dup.force_encoding(Encoding::UTF_8).valid_encoding?
         @head_sent = true
-        out.call(W.response(head: head, file: [path, 0, -1], fin: true))
+        out.call(W.response(head: head, file: [path, 0, -1], fin: true), true)
         return
       end
       remaining = clen
@@ -372,7 +373,7 @@ module BridgeRunner
           end
         end
         @head_sent = true
-        out.call(W.response(head: head, body: buf, fin: true, abort: abort))
+        out.call(W.response(head: head, body: buf, fin: true, abort: abort), true)
         return
       end
       short = false
@@ -396,7 +397,7 @@ module BridgeRunner
       end
       h = @head_sent ? nil : head
       @head_sent = true
-      out.call(W.response(head: h, fin: true, abort: !remaining.nil? && remaining > 0))
+      out.call(W.response(head: h, fin: true, abort: !remaining.nil? && remaining > 0), true)
     end
 
     # Rack 3 streaming body (R24): head first, then call(stream).
@@ -405,7 +406,7 @@ module BridgeRunner
       @head_sent = true
       stream = Stream.new(env['rack.input'], no_body, out)
       @body.call(stream)
-      out.call(W.response(fin: true))
+      out.call(W.response(fin: true), true)
     end
 
     class Stream
