@@ -66,8 +66,10 @@ ORDER = ["hello", "hello_c1", "big", "stream", "echo", "page", "conn1000"]
 
 # ---------------------------------------------------------------- configurations
 
+# --listen: the default queue of 100 overflows past ~100 concurrent requests
+# (nginx answers 502); a deployment raises it, as bridge's Go listener is.
 UWSGI = ("uwsgi --master --die-on-term --disable-logging --need-app --chmod-socket=666 "
-         "--processes {workers} --socket {sock} --chdir {dir} ")
+         "--listen 1024 --processes {workers} --socket {sock} --chdir {dir} ")
 
 
 class Config:

@@ -5,6 +5,7 @@ from . import sysinfo
 LANG_ORDER = ["python", "perl", "ruby"]
 CONFIG_ORDER = {c.name: i for i, c in enumerate(C.CONFIGS)}
 TARGET_IDLE_MIB, TARGET_1K_MIB = 30, 80
+NOISY_PCT = 10.0  # "other CPU %" above which a measurement is marked noisy
 
 
 def _num(x, nd=0):
@@ -78,34 +79,40 @@ def main_table(recs):
     return _table(head, rows)
 
 
-def ratio_table(recs):
-    """req/s of each language's bridge config over each of its peers, per
-    workload; and the one-connection p50 latency the same way."""
+def summary_tables(recs):
+    """Per language: req/s of every config by workload, the one-connection
+    p50, and bridge ÷ each peer (the ratios issue 7's targets are set in)."""
     ok = {(r["config"], r["workload"]): r for r in recs if r.get("ok")}
-    pairs = []
+    out = []
     for lang in LANG_ORDER:
         names = sorted({r["config"] for r in recs if r["lang"] == lang}, key=CONFIG_ORDER.get)
         bridges = [n for n in names if n.startswith("bridge")]
         peers = [n for n in names if not n.startswith("bridge")]
-        pairs += [(b, p) for b in bridges for p in peers]
-    if not pairs:
-        return ""
-    workloads = [w for w in C.ORDER if w != "conn1000" and any(k[1] == w for k in ok)]
-    rows = []
-    for w in workloads:
-        row = [w + " req/s"]
-        for b, p in pairs:
-            rb, rp = ok.get((b, w)), ok.get((p, w))
-            row.append("%.2f×" % (rb["rps"] / rp["rps"]) if rb and rp and rp["rps"] else "–")
-        rows.append(row)
-    if "hello_c1" in workloads:
-        row = ["hello_c1 p50 latency (lower is better)"]
-        for b, p in pairs:
-            rb, rp = ok.get((b, "hello_c1")), ok.get((p, "hello_c1"))
-            row.append("%.2f×" % (rb["lat_p50_us"] / rp["lat_p50_us"])
-                       if rb and rp and rp["lat_p50_us"] else "–")
-        rows.append(row)
-    return _table(["bridge ÷ peer"] + ["%s ÷ %s" % (b, p) for b, p in pairs], rows)
+        if not names:
+            continue
+        pairs = [(b, p) for b in bridges for p in peers]
+        head = ["workload"] + names + ["%s ÷ %s" % (b.split()[0], p) for b, p in pairs]
+        rows = []
+        for w in C.ORDER:
+            if w == "conn1000" or not any((n, w) in ok for n in names):
+                continue
+            rows.append(_summary_row(w + " req/s", w, "rps", names, pairs, ok, "%.0f"))
+            if w == "hello_c1":
+                rows.append(_summary_row("hello_c1 p50 ms", w, "lat_p50_us", names, pairs, ok,
+                                         "%.2f", scale=1e-3))
+        out.append("%s:\n\n%s" % (lang.capitalize(), _table(head, rows)))
+    return "\n\n".join(out)
+
+
+def _summary_row(label, w, key, names, pairs, ok, fmt, scale=1.0):
+    row = [label]
+    for n in names:
+        r = ok.get((n, w))
+        row.append(fmt % (r[key] * scale) if r else "–")
+    for b, p in pairs:
+        rb, rp = ok.get((b, w)), ok.get((p, w))
+        row.append("%.2f×" % (rb[key] / rp[key]) if rb and rp and rp[key] else "–")
+    return row
 
 
 def idle_table(idles):
@@ -169,7 +176,8 @@ def scaling_tables(recs):
                 elif not r.get("ok"):
                     row.append("FAILED")
                 else:
-                    row.append(cell(r) + ("*" if r["errors"] else ""))
+                    row.append(cell(r) + ("*" if r["errors"] else "")
+                               + ("~" if r["other_cpu_pct"] > NOISY_PCT else ""))
             rows.append(row)
         out.append("%s:\n\n%s" % (title, _table(["config"] + ["c=%d" % n for n in conns], rows)))
     return "\n\n".join(out)
@@ -199,17 +207,18 @@ def render(meta, records):
         "(\"Go\"), and the app's processes (bridge's runners, or the peer's master and "
         "workers). RSS/PSS: the largest sum over the role's processes, sampled every "
         "0.25 s during the window. \"other CPU\" is what the rest of the machine used "
-        "meanwhile: above ~10 %% the row is noisy." % (meta["duration_s"], meta["warmup_s"]),
+        "meanwhile: above %.0f %% the row is noisy."
+        % (meta["duration_s"], meta["warmup_s"], NOISY_PCT),
         "- Workloads: " + "; ".join("`%s` %s" % (w, C.WORKLOADS[w].what) for w in C.ORDER) + ".",
         "",
     ]
     if matrix:
+        summary = summary_tables(matrix)
+        if summary:
+            lines += ["## Summary: bridge and its peers, same run", "",
+                      "bridge ÷ peer: for req/s above 1 means bridge is faster; for p50 "
+                      "below 1 means bridge answers sooner.", "", summary, ""]
         lines += ["## Throughput, latency, CPU and memory", "", main_table(matrix), ""]
-        ratios = ratio_table(matrix)
-        if ratios:
-            lines += ["## bridge ÷ peer, same run", "",
-                      "req/s ratios (above 1: bridge is faster) and the one-connection "
-                      "p50 latency ratio (below 1: bridge answers sooner).", "", ratios, ""]
         conns = conns_table(matrix, [r for r in records if r["type"] == "idle"])
         if conns:
             lines += ["## 1,000 concurrent connections", "",
@@ -225,8 +234,9 @@ def render(meta, records):
     if scaling:
         lines += ["## Scaling: hello by workers and concurrency", "",
                   "wrk -c N (-t2, -t1 for c=1) for %s s after 1 s warm-up, against one "
-                  "server per worker count; * marks a run with errors."
-                  % meta.get("scaling_duration_s", "?"), "", scaling, ""]
+                  "server per worker count; * marks a run with errors, ~ one during which the rest "
+                  "of the machine used more than %.0f %% of the CPUs."
+                  % (meta.get("scaling_duration_s", "?"), NOISY_PCT), "", scaling, ""]
     failed = [r for r in measures if not r.get("ok")]
     if failed:
         lines += ["## Failures", ""]
