@@ -63,6 +63,16 @@ for my $name (sort keys %{ $cases->{RequestFrame} }) {
       for map { @$_ } @{ $got->{head}{vars} || [] };
 }
 
+# Decoded vars are cached by their bytes: the same answers from the cache,
+# and after it was emptied for being full.
+{
+    local $Bridge::Runner::Proto::VAR_CACHE_MAX = 3;
+    for my $name (sort keys %{ $cases->{RequestFrame} }) {
+        my $first = decode_request_frame($golden{RequestFrame}{$name});
+        is_deeply decode_request_frame($golden{RequestFrame}{$name}), $first, "RequestFrame $name: same again (cached vars)";
+    }
+}
+
 # Unknown fields of every wire type are skipped (a newer Go may add some).
 {
     my $bytes = $golden{RequestFrame}{get}

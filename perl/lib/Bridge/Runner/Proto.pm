@@ -207,9 +207,9 @@ my ($RF_HEAD, $RF_BODY, $RF_END) = map { $FIELDS{RequestFrame}{$_}[0] } qw(head 
 my ($RH_ID, $RH_VARS, $RH_SCHEME, $RH_LENGTH) =
   map { $FIELDS{RequestHead}{$_}[0] } qw(request_id vars url_scheme content_length);
 my ($VAR_NAME, $VAR_VALUE) = map { $FIELDS{Var}{$_}[0] } qw(name value);
-# Tags of the length-delimited fields read inline by _decode_head.
-my ($VAR_NAME_TAG, $VAR_VALUE_TAG) = (($VAR_NAME << 3) | 2, ($VAR_VALUE << 3) | 2);
+# Tag of the Var field, read inline by _decode_head.
 my $VARS_TAG = ($RH_VARS << 3) | 2;
+my ($RF_HEAD_TAG, $RF_BODY_TAG, $RF_END_TAG) = (($RF_HEAD << 3) | 2, ($RF_BODY << 3) | 2, $RF_END << 3);
 
 =head2 decode_request_frame($bytes)
 
@@ -224,7 +224,22 @@ sub decode_request_frame {
     my %frame = (body => '', end => 0);
     my ($pos, $len) = (0, length $buf);
     while ($pos < $len) {
-        my ($num, $v) = _field(\$buf, \$pos);
+        my ($num, $v);
+        # The usual fields inline: a head or body under 16 KiB, end.
+        my $t = ord substr($buf, $pos, 1);
+        if ($t == $RF_END_TAG && $pos + 1 < $len && ord(substr($buf, $pos + 1, 1)) < 0x80) {
+            ($num, $v) = ($RF_END, ord substr($buf, $pos + 1, 1));
+            $pos += 2;
+        }
+        elsif (($t == $RF_HEAD_TAG || $t == $RF_BODY_TAG) && $pos + 2 < $len) {
+            my ($b1, $b2) = (ord(substr($buf, $pos + 1, 1)), ord(substr($buf, $pos + 2, 1)));
+            my ($n, $p) = $b1 < 0x80 ? ($b1, $pos + 2) : $b2 < 0x80 ? (($b1 & 0x7f) | ($b2 << 7), $pos + 3) : (-1);
+            if ($n >= 0 && $p + $n <= $len) {
+                ($num, $v) = ($t >> 3, substr($buf, $p, $n));
+                $pos = $p + $n;
+            }
+        }
+        ($num, $v) = _field(\$buf, \$pos) unless defined $num;
         next unless defined $v;
         if    ($num == $RF_HEAD) { $frame{head} = _decode_head($v) }
         elsif ($num == $RF_BODY) { $frame{body} = $v }    # last one wins, as protobuf
@@ -255,50 +270,45 @@ sub _field {
     return ($num, undef);
 }
 
+# Decoded Vars by their encoded bytes. Most of a request's vars are the
+# same from one request to the next (REQUEST_METHOD, SERVER_*, most
+# headers): a hit costs one hash lookup instead of a walk over the Var's
+# fields. The [name, value] pairs are shared between requests, so nobody
+# may change them (the PSGI layer only reads them). Bounded: emptied when
+# it is full (REMOTE_PORT, REQUEST_URI and the like rarely repeat).
+our $VAR_CACHE_MAX = 4096;
+my %var_cache;
+
+my ($ID_TAG, $SCHEME_TAG) = (($RH_ID << 3) | 2, ($RH_SCHEME << 3) | 2);
+
 sub _decode_head {
     my $buf  = shift;
     my %head = (request_id => '', vars => [], url_scheme => '', content_length => 0);
     my $vars = $head{vars};
     my ($pos, $len) = (0, length $buf);
     while ($pos < $len) {
-        # The vars are most of a head: read them inline, without a call per
-        # field (Perl's calls cost more than the bytes). Anything unusual
-        # (long varints, other field order, unknown fields) takes _field.
-        if ($pos + 4 <= $len) {
-            # Name and value under 128 bytes: one unpack for four bytes.
-            my ($t, $l, $t2, $nl) = unpack "x$pos C4", $buf;
-            if ($t == $VARS_TAG && $l < 0x80 && $t2 == $VAR_NAME_TAG && $nl < 0x80 && $pos + 2 + $l <= $len) {
-                my $end = $pos + 2 + $l;
-                my $vp  = $pos + 4 + $nl;
-                if ($vp == $end) {
-                    push @$vars, [ substr($buf, $pos + 4, $nl), '' ];
-                    $pos = $end;
-                    next;
+        # The usual case, read inline (Perl's calls cost more than the
+        # bytes): a one-byte tag of a length-delimited field whose length
+        # fits in one byte. Anything else (long values, varints, unknown
+        # layouts) takes _field.
+        my $t = ord substr($buf, $pos, 1);
+        if (($t & 7) == 2 && $t < 0x80 && $pos + 1 < $len) {
+            my $n = ord substr($buf, $pos + 1, 1);
+            if ($n < 0x80 && $pos + 2 + $n <= $len) {
+                die "protobuf: field number 0\n" if $t < 8;
+                my $v = substr($buf, $pos + 2, $n);
+                $pos += 2 + $n;
+                if ($t == $VARS_TAG) {
+                    push @$vars, $var_cache{$v} || _cache_var($v);
                 }
-                if ($vp + 2 <= $end) {
-                    my ($t3, $vl) = unpack "x$vp C2", $buf;
-                    if ($t3 == $VAR_VALUE_TAG && $vl < 0x80 && $vp + 2 + $vl == $end) {
-                        push @$vars, [ substr($buf, $pos + 4, $nl), substr($buf, $vp + 2, $vl) ];
-                        $pos = $end;
-                        next;
-                    }
-                }
-            }
-        }
-        if (ord(substr($buf, $pos, 1)) == $VARS_TAG) {
-            my $p = $pos + 1;
-            my $l = _short_varint($buf, \$p);
-            if (defined $l && $p + $l <= $len) {
-                my $end = $p + $l;
-                my $var = _fast_var($buf, $p, $end);
-                $pos = $end;
-                push @$vars, $var || _decode_var(substr($buf, $p, $l));
+                elsif ($t == $ID_TAG)     { $head{request_id} = $v }
+                elsif ($t == $SCHEME_TAG) { $head{url_scheme} = $v }
                 next;
             }
         }
         my ($num, $v) = _field(\$buf, \$pos);
         next unless defined $v;
-        if    ($num == $RH_VARS)   { push @$vars, _decode_var($v) }
+        if    ($num == $RH_VARS)   { push @$vars, $var_cache{$v} || _cache_var($v) }
         elsif ($num == $RH_ID)     { $head{request_id}     = $v }
         elsif ($num == $RH_SCHEME) { $head{url_scheme}     = $v }
         elsif ($num == $RH_LENGTH) { $head{content_length} = _int64($v) }
@@ -306,33 +316,11 @@ sub _decode_head {
     return \%head;
 }
 
-# A varint of one or two bytes at $$p (lengths under 16 KiB), or undef.
-sub _short_varint {
-    my ($buf, $p) = @_;
-    my $b = ord substr($_[0], $$p, 1);
-    if ($b < 0x80) { $$p += 1; return $b }
-    my $b2 = ord substr($_[0], $$p + 1, 1);
-    return undef if $b2 >= 0x80 || $$p + 2 > length $_[0];
-    $$p += 2;
-    return ($b & 0x7f) | ($b2 << 7);
-}
-
-# [name, value] of a Var laid out as name then value, or undef.
-sub _fast_var {
-    my (undef, $p, $end) = @_;
-    return [ '', '' ] if $p == $end;
-    return undef unless ord(substr($_[0], $p, 1)) == $VAR_NAME_TAG;
-    $p++;
-    my $nl = _short_varint($_[0], \$p);
-    return undef unless defined $nl && $p + $nl <= $end;
-    my $name = substr($_[0], $p, $nl);
-    $p += $nl;
-    return [ $name, '' ] if $p == $end;
-    return undef unless ord(substr($_[0], $p, 1)) == $VAR_VALUE_TAG;
-    $p++;
-    my $vl = _short_varint($_[0], \$p);
-    return undef unless defined $vl && $p + $vl == $end;
-    return [ $name, substr($_[0], $p, $vl) ];
+sub _cache_var {
+    my $bytes = shift;
+    my $var   = _decode_var($bytes);
+    %var_cache = () if keys %var_cache >= $VAR_CACHE_MAX;
+    return $var_cache{$bytes} = $var;
 }
 
 sub _decode_var {
