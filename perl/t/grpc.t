@@ -98,6 +98,40 @@ subtest 'client RST_STREAM: on_cancel, closed call; replies after it are dropped
     is $msg, 'echo:after', 'connection unaffected';
 };
 
+subtest 'DATA fast path: more than the windows on one stream, window updates keep it going' => sub {
+    my $c2 = client();
+    my $st = $c2->open_stream('/t.S/Stream');
+    my @sent = map { sprintf('%05d', $_) . ('m' x 995) } 1 .. 2500;    # 2.5 MB: > the 1 MiB stream window
+    my $i = 0;
+    for my $m (@sent) {
+        $c2->send_msg($st, $m);
+        $c2->pump(0) unless ++$i % 50;
+    }
+    $c2->wait_for(sub { @{ $st->{messages} } >= @sent }, 20, 'all echoes');
+    is scalar @{ $st->{messages} }, scalar @sent, 'every message echoed';
+    is_deeply [ @{ $st->{messages} }[ 0, -1 ] ], [ "re:$sent[0]", "re:$sent[-1]" ], 'in order';
+    my $big = 'b' x 100_000;    # several DATA frames per message
+    $c2->send_msg($st, $big);
+    $c2->wait_for(sub { @{ $st->{messages} } > @sent }, 10, 'big echo');
+    is $st->{messages}[-1], "re:$big", 'a message over several frames';
+};
+
+subtest 'frames split across reads at any byte' => sub {
+    my $c2 = client();
+    my $st = $c2->open_stream('/t.S/Stream');
+    $c2->pump(0.01) for 1 .. 3;
+    my $con = $c2->{con};
+    $con->send_data($st->{sid}, pack('CN', 0, length $_) . $_) for 'one', 'two' x 10, 'three';
+    my $bytes = '';
+    while (defined(my $f = $con->dequeue)) { $bytes .= $f }
+    for my $piece (unpack '(a7)*', $bytes) {
+        syswrite $c2->{sock}, $piece;
+        $server->pump(0.01);
+    }
+    $c2->wait_for(sub { @{ $st->{messages} } >= 3 }, 5, 'echoes');
+    is_deeply $st->{messages}, [ 're:one', 're:' . ('two' x 10), 're:three' ], 'each message once, whole';
+};
+
 subtest 'closed streams are dropped from the HTTP/2 table after a while' => sub {
     local $Bridge::Runner::GRPC::PRUNE_AFTER = 0;
     my ($conn) = values %{ $server->{conns} };

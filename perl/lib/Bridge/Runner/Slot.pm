@@ -84,7 +84,7 @@ sub send {
     my $call = $self->{call};
     return 0 if $call->{closed};
     $call->send_message(encode_response_frame($frame)) or return 0;
-    return $self->{server}->wait_sent($call);
+    return $self->{server}->wait_sent($call, $frame->{end});
 }
 
 # Ends the stream cleanly (after the client half-closed).
