@@ -102,22 +102,45 @@ end, abort, retire. Header names/values and body must be byte strings.
 
 =cut
 
+# Tags of the fields encode_response_frame writes inline.
+my ($STATUS_TAG, $REASON_TAG, $HEADER_TAG, $NAME_TAG, $VALUE_TAG, $HEAD_TAG, $BODY_TAG) =
+  map { ord $TAG{$_} }
+  qw(ResponseHead.status ResponseHead.reason ResponseHead.headers Header.name Header.value ResponseFrame.head ResponseFrame.body);
+
 sub encode_response_frame {
     my $f   = shift;
     my $out = '';
     if (my $h = $f->{head}) {
         my $m = '';
-        $m .= $TAG{'ResponseHead.status'} . _varint($h->{status}) if $h->{status};
-        $m .= _ld('ResponseHead.reason', _utf8($h->{reason})) if defined $h->{reason} && length $h->{reason};
+        if (my $st = $h->{status}) {
+            $m = $st < 0x80 ? pack('CC', $STATUS_TAG, $st) : chr($STATUS_TAG) . _varint($st);
+        }
+        my $r = $h->{reason};
+        if (defined $r && length $r) {
+            $r = _utf8($r) if $r =~ /[^\x00-\x7f]/;
+            $m .= length $r < 0x80 ? pack('CC/a*', $REASON_TAG, $r) : _ld('ResponseHead.reason', $r);
+        }
         for my $pair (@{ $h->{headers} || [] }) {
+            my ($n, $v) = @$pair;
+            my ($ln, $lv) = (length $n, length $v);
+            if ($ln && $lv && $ln + $lv < 0x7c) {
+                # Both fields and the Header itself with one-byte lengths.
+                $m .= pack('CCCC/a*CC/a*', $HEADER_TAG, $ln + $lv + 4, $NAME_TAG, $n, $VALUE_TAG, $v);
+                next;
+            }
             my $hm = '';
-            $hm .= _ld('Header.name',  $pair->[0]) if length $pair->[0];
-            $hm .= _ld('Header.value', $pair->[1]) if length $pair->[1];
+            $hm .= _ld('Header.name',  $n) if $ln;
+            $hm .= _ld('Header.value', $v) if $lv;
             $m .= _ld('ResponseHead.headers', $hm);
         }
-        $out .= _ld('ResponseFrame.head', $m);
+        my $l = length $m;
+        $out = ($l < 0x80 ? pack('CC', $HEAD_TAG, $l) : chr($HEAD_TAG) . _varint($l)) . $m;
     }
-    $out .= _ld('ResponseFrame.body', $f->{body}) if defined $f->{body} && length $f->{body};
+    my $body = $f->{body};
+    if (defined $body && length $body) {
+        my $l = length $body;
+        $out .= ($l < 0x80 ? pack('CC', $BODY_TAG, $l) : chr($BODY_TAG) . _varint($l)) . $body;
+    }
     if (my $file = $f->{file}) {
         my $m = '';
         $m .= _ld('File.path', _utf8($file->{path})) if length $file->{path};
