@@ -125,13 +125,14 @@ sub pump {
     # Frames queued outside a turn (trailers from the slot loop) go first.
     $self->_after;
     my $conns = $self->{conns};
-    $self->_prune($_) for grep { $_->{closed_at} } values %$conns;
     my ($rin, $win) = ('', '');
     my $listener = $self->{listener};
     vec($rin, fileno $listener, 1) = 1 if $listener;
     for my $fd (keys %$conns) {
+        my $conn = $conns->{$fd};
+        $self->_prune($conn) if $conn->{closed_at};
         vec($rin, $fd, 1) = 1;
-        vec($win, $fd, 1) = 1 if length $conns->{$fd}{out};
+        vec($win, $fd, 1) = 1 if length $conn->{out};
     }
     return 0 unless length $rin;
     my $n = select(my $rout = $rin, my $wout = $win, undef, $timeout);
@@ -307,7 +308,9 @@ sub _flush {
 sub _after {
     my $self = shift;
     for my $conn (values %{ $self->{conns} }) {
-        $_->_try_trailers for grep { $_->{trailers} } values %{ $conn->{calls} };
+        if (my $w = $conn->{waiting}) {
+            $_->_try_trailers for values %$w;
+        }
         $self->_flush($conn);
     }
 }
@@ -464,6 +467,7 @@ sub _on_closed {
     if (my $conn = $self->{conn}) {
         delete $conn->{calls}{ $self->{sid} };
         $conn->{closed_at}{ $self->{sid} } = time;
+        $self->_not_waiting;
     }
     return if $self->{ended};
     # Reset by the client (gRPC cancellation) or the connection went away.
@@ -528,19 +532,31 @@ sub finish {
     my @t = ('grpc-status' => $status);
     push @t, 'grpc-message' => _percent($message) if defined $message && length $message;
     $self->{trailers} = \@t;
+    # The server's turns retry until they may go (_after).
+    $self->{conn}{waiting}{ $self->{sid} } = $self if $self->{conn};
     $self->_try_trailers;
 }
 
 sub _try_trailers {
     my $self = shift;
-    my $t = $self->{trailers} or return;
-    return if $self->{closed} || $self->{ended};
+    my $t = $self->{trailers} or return $self->_not_waiting;
+    return $self->_not_waiting if $self->{closed} || $self->{ended};
     return unless $self->{half_closed};
     return if $self->blocked;
     my @h = $self->{headers_sent} ? @$t : (':status' => 200, 'content-type' => 'application/grpc', @$t);
     $self->{ended} = 1;
     delete $self->{trailers};
+    $self->_not_waiting;
     $self->con->send_headers($self->{sid}, \@h, 1);
+}
+
+sub _not_waiting {
+    my $self = shift;
+    my $conn = $self->{conn} or return;
+    my $w = $conn->{waiting} or return;
+    delete $w->{ $self->{sid} };
+    delete $conn->{waiting} unless %$w;
+    return;
 }
 
 # Resets the stream (RST_STREAM); the call counts as cancelled.

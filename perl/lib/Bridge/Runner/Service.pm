@@ -134,40 +134,45 @@ sub _serve {
     }
 }
 
-# The slot whose waiting request head came first.
+# The slot whose waiting request head came first. (Called twice per
+# request: the slot internals are read directly.)
 sub _next_ready {
     my $self = shift;
     my ($best, $seq);
+    my $stop_seq = $self->{stop_seq};
     for my $slot (@{ $self->{slots} }) {
-        my $s = $slot->ready_seq // next;
+        my $first = $slot->{inbox}[0] or next;
+        my $s = $first->[0];
         # Stopping: only requests that had arrived by then (a new head on a
         # slot would otherwise keep the worker alive for ever).
-        next if defined $self->{stop_seq} && $s > $self->{stop_seq};
+        next if defined $stop_seq && $s > $stop_seq;
         ($best, $seq) = ($slot, $s) if !defined $seq || $s < $seq;
     }
     return $best;
 }
 
 # Forgets closed slots, ends half-closed idle ones, and closes file bodies
-# Go has finished with.
+# Go has finished with. Cheap when none of that is needed (every turn).
 sub _tidy {
     my $self = shift;
-    my @keep;
+    my $closed;
     for my $slot (@{ $self->{slots} }) {
-        $slot->close_deferred;
-        if ($slot->closed) {
+        $slot->close_deferred if $slot->{deferred};
+        my $call = $slot->{call};
+        next unless $call->{closed} || $call->{half_closed};
+        if ($call->{closed}) {
             # Cancelled while it waited for the app thread: never started.
             while (my $f = $slot->take) {
                 next unless $f->{head};
                 Bridge::Runner::Log::log(info => 'request cancelled before it started',
                     request_id => $f->{head}{request_id});
             }
+            $closed = 1;
             next;
         }
-        $slot->finish if $slot->half_closed && !defined $slot->ready_seq;
-        push @keep, $slot;
+        $slot->finish unless @{ $slot->{inbox} };
     }
-    $self->{slots} = \@keep;
+    $self->{slots} = [ grep { !$_->{call}{closed} } @{ $self->{slots} } ] if $closed;
 }
 
 1;
