@@ -114,6 +114,8 @@ subtest 'DATA fast path: more than the windows on one stream, window updates kee
     $c2->send_msg($st, $big);
     $c2->wait_for(sub { @{ $st->{messages} } > @sent }, 10, 'big echo');
     is $st->{messages}[-1], "re:$big", 'a message over several frames';
+    close $c2->{sock};
+    $server->pump(0.01) for 1 .. 3;
 };
 
 subtest 'frames split across reads at any byte' => sub {
@@ -130,11 +132,14 @@ subtest 'frames split across reads at any byte' => sub {
     }
     $c2->wait_for(sub { @{ $st->{messages} } >= 3 }, 5, 'echoes');
     is_deeply $st->{messages}, [ 're:one', 're:' . ('two' x 10), 're:three' ], 'each message once, whole';
+    close $c2->{sock};
+    $server->pump(0.01) for 1 .. 3;
 };
 
 subtest 'closed streams are dropped from the HTTP/2 table after a while' => sub {
     local $Bridge::Runner::GRPC::PRUNE_AFTER = 0;
-    my ($conn) = values %{ $server->{conns} };
+    # The connection of $c, which has had the most streams.
+    my ($conn) = sort { keys %{ $b->{h2}{con}{streams} } <=> keys %{ $a->{h2}{con}{streams} } } values %{ $server->{conns} };
     my $streams = $conn->{h2}{con}{streams};
     ok scalar(keys %$streams) > 3, 'closed streams accumulate in 1.10';
     $server->pump(0);
