@@ -12,7 +12,8 @@ request for each case, and the same as JSON lines with --json.
         [--duration 10] [--passes 1]
 
 --modes sets BRIDGE_PY_SERVER for the shim; "aio-thread" is aio with
-BRIDGE_PY_INLINE=0 (the app never runs on the event loop thread). The bridge binary embeds the
+BRIDGE_PY_INLINE=0 (the app never runs on the event loop thread),
+"aio-asyncio" is aio with BRIDGE_PY_UVLOOP=0 (asyncio's loop, not uvloop's). The bridge binary embeds the
 shim's source, so rebuild it (`make build`) after changing python/.
 Stdlib only; needs wrk (apt-get install wrk).
 """
@@ -118,9 +119,13 @@ def run_case(bridge, mode, name, duration, tmp):
     url = "http://127.0.0.1:%d/" % port
     env = dict(os.environ)
     env.pop("BRIDGE_PY_INLINE", None)
+    env.pop("BRIDGE_PY_UVLOOP", None)
     if mode == "aio-thread":
         # aio, but the app always in an app thread (never on the loop).
         env["BRIDGE_PY_SERVER"], env["BRIDGE_PY_INLINE"] = "aio", "0"
+    elif mode == "aio-asyncio":
+        # aio on asyncio's own loop even if uvloop is installed.
+        env["BRIDGE_PY_SERVER"], env["BRIDGE_PY_UVLOOP"] = "aio", "0"
     elif mode:
         env["BRIDGE_PY_SERVER"] = mode
     env["BRIDGE_PYTHON"] = "/usr/bin/python3"

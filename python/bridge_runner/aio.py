@@ -170,7 +170,7 @@ class AioServer:
         self._describe = describe_response(app_spec, threads)
         self._pool = futures.ThreadPoolExecutor(max_workers=threads,
                                                 thread_name_prefix="bridge-slot")
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._run_loop, name="bridge-loop", daemon=True)
         self._thread.start()
         self._app_slots = None
@@ -424,6 +424,18 @@ class AioServer:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+def _new_loop():
+    """uvloop's event loop if it is installed (python3-uvloop), else asyncio's."""
+    if os.environ.get("BRIDGE_PY_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 async def _write(slot, write, frame):

@@ -31,8 +31,29 @@ HOP_BY_HOP = frozenset((
 ))
 
 
+# Apps send the same status and header list on request after request, and
+# checking them costs more than the rest of start_response: the results for
+# the last few distinct ones are kept, keyed by their exact str contents.
+_CACHE_MAX = 64
+_status_cache = {}
+_headers_cache = {}
+
+
 def check_status(status):
     """Return (code, reason) for a WSGI status string, or raise ProtocolError."""
+    if type(status) is str:
+        hit = _status_cache.get(status)
+        if hit is not None:
+            return hit
+        result = _check_status(status)
+        if len(_status_cache) >= _CACHE_MAX:
+            _status_cache.clear()
+        _status_cache[status] = result
+        return result
+    return _check_status(status)
+
+
+def _check_status(status):
     if not isinstance(status, str):
         raise ProtocolError("status must be a str, not %s" % type(status).__name__)
     m = _status_ok(status)
@@ -49,10 +70,28 @@ def check_status(status):
 def check_headers(headers):
     """Return (pairs, content_length) or raise ProtocolError.
 
-    pairs is a list of (name, value) as latin-1 bytes, in the app's order,
-    with a repeated identical Content-Length collapsed to one line.
+    pairs is a new list of (name, value) as latin-1 bytes, in the app's
+    order, with a repeated identical Content-Length collapsed to one line.
     content_length is an int, or None when the app did not set one.
     """
+    if type(headers) is list:
+        try:
+            key = tuple(headers)
+            hit = _headers_cache.get(key)
+        except TypeError:  # an unhashable item: not a valid header anyway
+            return _check_headers(headers)
+        if hit is not None:
+            return list(hit[0]), hit[1]
+        pairs, length = _check_headers(headers)
+        if all(type(name) is str and type(value) is str for name, value in key):
+            if len(_headers_cache) >= _CACHE_MAX:
+                _headers_cache.clear()
+            _headers_cache[key] = (tuple(pairs), length)
+        return pairs, length
+    return _check_headers(headers)
+
+
+def _check_headers(headers):
     if type(headers) is not list:
         raise ProtocolError("response_headers must be a list, not %s" % type(headers).__name__)
     pairs = []

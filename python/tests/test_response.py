@@ -655,3 +655,36 @@ def test_W33_single_thread_never_runs_the_app_twice_at_once():
             t.join(10)
             assert not t.is_alive()
         assert state["max"] == want
+
+
+def test_checked_headers_are_cached_but_never_shared():
+    """start_response's checks are cached per distinct status and header
+    list (headers.py); a cached result is a fresh list each time (W29 adds
+    Content-Length to it), and a bad list is still rejected after a good
+    one that looks alike."""
+    from bridge_runner.headers import ProtocolError, check_headers, check_status
+
+    hdrs = [("Content-Type", "text/plain"), ("X-A", "1")]
+    first, _ = check_headers(list(hdrs))
+    first.append((b"Content-Length", b"0"))
+    second, length = check_headers(list(hdrs))
+    assert second == [(b"Content-Type", b"text/plain"), (b"X-A", b"1")] and length is None
+    assert check_headers([("Content-Length", "5")]) == ([(b"Content-Length", b"5")], 5)
+    assert check_headers([("Content-Length", "5")])[1] == 5
+    with pytest.raises(ProtocolError):
+        check_headers([("X-A", "1\n")])
+    with pytest.raises(ProtocolError):
+        check_headers([["Content-Type", "text/plain"]])
+    with pytest.raises(ProtocolError):
+        check_headers([("Content-Type", "text/plain"), ("X-A", 1)])
+    assert check_status("200 OK") == check_status("200 OK") == (200, "OK")
+    with pytest.raises(ProtocolError):
+        check_status("200 OK\n")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    for _ in range(2):
+        r = one(app, head())
+        assert r.headers == [("Content-Type", "text/plain"), ("Content-Length", "1")]
