@@ -122,6 +122,23 @@ subtest 'G12 H13 hop-by-hop headers are stripped with a warning' => sub {
     is scalar(grep { $_->{level} eq 'warn' && $_->{message} =~ /hop-by-hop/ } @$logs), 7, 'one warning each';
 };
 
+subtest 'headers seen before (checked once, then cached) give the same results' => sub {
+    my @h = ('Content-Type' => 'text/plain', 'X-Same' => 'v', Connection => 'close');
+    for my $round (1 .. 3) {
+        my ($logs, $res) = capture_logs(sub { run_request(app_returning([ 200, [@h], ['x'] ])) });
+        is_deeply $res->{headers}, [ 'Content-Type' => 'text/plain', 'X-Same' => 'v', 'Content-Length' => 1 ], "200, round $round";
+        is scalar(grep { $_->{message} =~ /hop-by-hop/ } @$logs), 1, "hop-by-hop warned each time, round $round";
+        $res = run_request(app_returning([ 204, [@h], [] ]));
+        is_deeply $res->{headers}, [ 'X-Same' => 'v' ], "204 still drops Content-Type, round $round";
+    }
+    my $res = run_request(app_returning([ 200, [ 'X-Same' => "v
+" ], ['x'] ]));
+    ok $res->{error}, 'a value that differs by a control character is still an error';
+    local $Bridge::Runner::Headers::CACHE_MAX = 2;
+    $res = run_request(app_returning([ 200, [ map { ("X-N$_" => $_) } 1 .. 5 ], ['x'] ]));
+    is_deeply $res->{headers}, [ (map { ("X-N$_" => $_) } 1 .. 5), 'Content-Length' => 1 ], 'past the cache size';
+};
+
 subtest 'P16 a wide character in the body is an app error' => sub {
     my $res = run_request(app_returning([ 200, [], [ "ok", "\x{263a}" ] ]));
     ok !defined $res->{status}, 'arrayref: no head (checked before anything is sent)';

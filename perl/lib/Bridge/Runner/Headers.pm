@@ -77,6 +77,14 @@ Dies with a message on an invalid header.
 
 =cut
 
+# Headers that passed the checks as they are (not Content-Length, not
+# hop-by-hop), by "name\0value": an app sends the same few on every
+# response. Neither part of a valid header holds a NUL, so keys cannot
+# collide. Value: [the [name, value] pair as bytes (shared, read-only),
+# dropped for 204/304]. Emptied when full.
+our $CACHE_MAX = 1024;
+my %passed;
+
 sub check_headers {
     my ($headers, $status) = @_;
     die "response headers must be an array reference\n" unless ref $headers eq 'ARRAY';
@@ -86,6 +94,14 @@ sub check_headers {
     my (@pairs, @warnings, $length);
     for (my $i = 0; $i < @$headers; $i += 2) {
         my ($name, $value) = @$headers[ $i, $i + 1 ];
+        my $key;
+        if (defined $name && defined $value && !ref $name && !ref $value) {
+            $key = "$name\0$value";
+            if (my $seen = $passed{$key}) {
+                push @pairs, $seen->[0] unless $no_body && $seen->[1];
+                next;
+            }
+        }
         die "response header name is undef\n" unless defined $name;
         # P13 (Lint's rule) is stricter than an RFC 9110 token (G11).
         die "invalid response header name '" . _show($name) . "'\n"
@@ -114,8 +130,13 @@ sub check_headers {
             }
             $length = $n;
         }
+        my $pair = [ $name, $value ];
+        if (defined $key && $lc ne 'content-length') {
+            %passed = () if keys %passed >= $CACHE_MAX;
+            $passed{$key} = [ $pair, $NO_BODY_STRIP{$lc} ];
+        }
         next if $no_body && $NO_BODY_STRIP{$lc};
-        push @pairs, [ $name, $value ];
+        push @pairs, $pair;
     }
     $length = undef if $no_body;
     return (\@pairs, $length, \@warnings);

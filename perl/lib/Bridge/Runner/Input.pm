@@ -65,6 +65,14 @@ sub _write_all {
     }
 }
 
+# psgi.input of a request without a body: the same kind of handle as
+# handle() gives, without an Input object (most requests).
+sub empty_handle {
+    my $buf = '';
+    open(my $fh, '<:raw', \$buf) or die "cannot open the in-memory request body: $!\n";
+    return $fh;
+}
+
 # The handle for psgi.input, positioned at 0.
 sub handle {
     my $self = shift;

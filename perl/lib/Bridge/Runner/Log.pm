@@ -32,7 +32,10 @@ my $json = eval { require Cpanel::JSON::XS; Cpanel::JSON::XS->new->utf8->canonic
 
 # The log's own copy of fd 2, taken before the app can touch STDERR.
 my $out;
-our @streams;    # Stream objects whose partial lines end_request flushes
+# Streams that hold a partial line, for end_request to flush. A stream is
+# put here (weakly) when a partial line starts, so that a request whose app
+# printed nothing, the usual case, costs end_request nothing.
+our @streams;
 
 sub init {
     return if $out;
@@ -106,14 +109,18 @@ sub _ts {
 
 # Flush partial lines of STDOUT/STDERR and psgi.errors at the end of a request.
 sub end_request {
-    $_->flush_pending for grep { defined } @streams;
-    # Drop the freed ones in place: a copy of a weak reference is strong.
-    for (my $i = $#streams; $i >= 0; $i--) {
-        splice(@streams, $i, 1) unless defined $streams[$i];
+    return unless @streams;
+    my @pending = grep { defined } @streams;
+    @streams = ();
+    for my $stream (@pending) {
+        $stream->{listed} = 0;
+        $stream->flush_pending;
     }
 }
 
 sub _register {
+    return if $_[0]{listed};
+    $_[0]{listed} = 1;
     push @streams, $_[0];
     Scalar::Util::weaken($streams[-1]);
 }
@@ -160,9 +167,7 @@ use Scalar::Util ();
 
 sub TIEHANDLE {
     my ($class, $stream, $level, $rid) = @_;
-    my $self = bless { stream => $stream, level => $level, rid => $rid, pending => '' }, $class;
-    Bridge::Runner::Log::_register($self);
-    return $self;
+    return bless { stream => $stream, level => $level, rid => $rid, pending => '' }, $class;
 }
 
 sub _add {
@@ -175,9 +180,11 @@ sub _add {
         my $max = Bridge::Runner::Log::max_line();
         $self->_emit(substr($buf, 0, $max, ''), 1) while length $buf > $max;
         $self->{pending} = $buf;
+        Bridge::Runner::Log::_register($self) if length $buf;
         return 1;
     }
     $self->{pending} = substr($buf, $nl + 1);
+    Bridge::Runner::Log::_register($self) if length $self->{pending};
     $self->_emit($_) for split /\n/, substr($buf, 0, $nl);
     return 1;
 }

@@ -53,31 +53,13 @@ sub handle {
     my %result;
 
     # psgix.input.buffered: the whole body before the app runs (X1).
-    my $cl    = $head->{content_length} // -1;
-    my $input = Bridge::Runner::Input->new(limit => $cl >= 0 ? $cl : undef, dir => $self->{input_dir});
-    my $input_error;
-    my $add = sub {
-        return if $input_error;
-        # A full disk must not take the runner down: the request fails,
-        # the rest of its body is still read (the slot stays in step).
-        eval { $input->add(shift); 1 } or $input_error = Bridge::Runner::Log::text("$@");
-    };
-    $add->($first->{body});
     my $ended = $first->{end};
-    while (!$ended) {
-        my $f = $slot->next_frame;
-        if (!$f) {
-            Bridge::Runner::Log::log(info => 'request cancelled while its body was arriving');
-            return { gone => 1 };
-        }
-        if ($f->{head}) {
-            # Go broke the protocol, but the head still belongs to the next request.
-            Bridge::Runner::Log::log(warn => 'a request head arrived before the previous request body ended');
-            $result{next} = $f;
-            last;
-        }
-        $add->($f->{body});
-        $ended = $f->{end};
+    my ($input, $input_error);
+    if ($ended && !length $first->{body}) {
+        $input = Bridge::Runner::Input::empty_handle();
+    }
+    else {
+        $input = $self->_read_body($slot, $first, \%result, \$input_error) or return { gone => 1 };
     }
     if (defined $input_error) {
         chomp $input_error;
@@ -90,12 +72,12 @@ sub handle {
     my $resp = Bridge::Runner::Response->new(slot => $slot, env => $env, is_head => $env->{REQUEST_METHOD} eq 'HEAD');
     $self->run_app($env, $resp);
 
-    if ($resp->gone) {
+    if ($resp->{gone}) {
         # G4: a client that went away is not an app error.
         Bridge::Runner::Log::log(info => 'request cancelled');
         $result{gone} = 1;
     }
-    if ($resp->keep_open && !$resp->gone) {
+    if ($resp->{keep_open} && !$resp->{gone}) {
         $result{response} = $resp;
     }
     else {
@@ -107,8 +89,44 @@ sub handle {
     return \%result;
 }
 
+# The request body from $first and the frames after it, buffered; returns
+# psgi.input's handle, or undef when the stream went away meanwhile. A head
+# that comes before the end goes to $result->{next}; a failure to buffer to
+# $$error.
+sub _read_body {
+    my ($self, $slot, $first, $result, $error) = @_;
+    my $head  = $first->{head};
+    my $cl    = $head->{content_length} // -1;
+    my $input = Bridge::Runner::Input->new(limit => $cl >= 0 ? $cl : undef, dir => $self->{input_dir});
+    my $add = sub {
+        return if defined $$error;
+        # A full disk must not take the runner down: the request fails,
+        # the rest of its body is still read (the slot stays in step).
+        eval { $input->add(shift); 1 } or $$error = Bridge::Runner::Log::text("$@");
+    };
+    $add->($first->{body});
+    my $ended = $first->{end};
+    while (!$ended) {
+        my $f = $slot->next_frame;
+        if (!$f) {
+            Bridge::Runner::Log::log(info => 'request cancelled while its body was arriving');
+            return undef;
+        }
+        if ($f->{head}) {
+            # Go broke the protocol, but the head still belongs to the next request.
+            Bridge::Runner::Log::log(warn => 'a request head arrived before the previous request body ended');
+            $result->{next} = $f;
+            last;
+        }
+        $add->($f->{body});
+        $ended = $f->{end};
+    }
+    return defined $$error ? 1 : $input->handle;
+}
+
 # A fresh env per request (P1, G18): the request's CGI variables as bytes
-# (P2), then the psgi.* keys (P8) and bridge.request_id (G19).
+# (P2), then the psgi.* keys (P8) and bridge.request_id (G19). $input is
+# the psgi.input handle.
 sub env {
     my ($self, $head, $input) = @_;
     my %env = %{ $self->{base} };
@@ -120,7 +138,7 @@ sub env {
     my $rid = $head->{request_id} // '';
     $env{'psgi.version'}           = [ 1, 1 ];
     $env{'psgi.url_scheme'}        = ($head->{url_scheme} // '') eq 'https' ? 'https' : 'http';
-    $env{'psgi.input'}             = $input->handle;
+    $env{'psgi.input'}             = $input;
     $env{'psgi.errors'}            = Bridge::Runner::Log::errors_handle($rid);
     $env{'psgix.logger'}           = Bridge::Runner::Log::psgix_logger($rid);
     $env{'psgix.cleanup.handlers'} = [];

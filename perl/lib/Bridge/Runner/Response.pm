@@ -24,38 +24,32 @@ our $MAX_CHUNK = 1 << 20;
 # A response error with a kind for Error.kind ("protocol", "app", ...).
 sub error { die Bridge::Runner::Error->new(@_) }
 
+# Fields (absent ones are false; one Response per request, so only what
+# every request needs is set here):
+#   slot, env (psgix.harakiri.commit is read at the end), is_head;
+#   code, reason, headers: from set_head;
+#   length: the Content-Length the app declared (or we added), left: bytes
+#   still allowed by it; no_body: HEAD, 204, 304 (nothing on the wire);
+#   head_sent, ended, overrun; gone: the stream was cancelled, nobody to
+#   send to; body: a handle body, closed exactly once; closed;
+#   keep_open: a File frame went out, close when Go is done.
 sub new {
     my ($class, %a) = @_;
-    return bless {
-        slot      => $a{slot},
-        env       => $a{env},     # psgix.harakiri.commit is read at the end
-        is_head   => $a{is_head} ? 1 : 0,
-        code      => undef,
-        reason    => '',
-        headers   => undef,
-        length    => undef,    # the Content-Length the app declared (or we added)
-        left      => undef,    # bytes still allowed by it
-        no_body   => 0,        # HEAD, 204, 304: nothing goes on the wire
-        head_sent => 0,
-        ended     => 0,
-        overrun   => 0,
-        gone      => 0,        # the stream was cancelled: nobody to send to
-        body      => undef,    # a handle body, closed exactly once
-        closed    => 0,
-        keep_open => 0,        # a File frame went out: close when Go is done
-    }, $class;
+    return bless { slot => $a{slot}, env => $a{env}, is_head => $a{is_head} ? 1 : 0, head_sent => 0, ended => 0, gone => 0 },
+      $class;
 }
 
 sub head_sent { $_[0]{head_sent} }
 sub ended     { $_[0]{ended} }
 sub gone      { $_[0]{gone} }
 sub started   { defined $_[0]{code} }
-sub keep_open { $_[0]{keep_open} }
+sub keep_open { $_[0]{keep_open} ? 1 : 0 }
 
 # Status and headers from the app (P12, P13, G9-G14). Dies on invalid ones.
 sub set_head {
     my ($self, $status, $headers) = @_;
-    my $code = eval { check_status($status) };
+    # The usual status as a plain string or number: no eval needed.
+    my $code = defined $status && !ref $status && $status =~ /\A[2-9][0-9][0-9]\z/ ? $status + 0 : eval { check_status($status) };
     error(protocol => $@) unless defined $code;
     my ($pairs, $length, $warnings) = eval { check_headers($headers, $code) };
     error(protocol => $@) unless $pairs;
