@@ -216,7 +216,8 @@ sub _read {
     my $ok = eval { $self->_input($conn); 1 };
     Bridge::Runner::Log::log(error => 'HTTP/2 input failed: ' . Bridge::Runner::Log::text("$@"), kind => 'internal')
       unless $ok;
-    $self->_flush($conn);
+    # What the input queued (window updates, replies) is written by the
+    # turn's _after.
 }
 
 # The fast path for what a busy slot receives: a DATA frame on an open
@@ -241,7 +242,7 @@ sub _input {
     }
     my $buf  = \$conn->{in};
     my $len  = length $$buf;
-    my $max  = $con->{decode_ctx}{settings}{&SETTINGS_MAX_FRAME_SIZE};
+    my $max  = $con->{decode_ctx}{settings}{ SETTINGS_MAX_FRAME_SIZE() };
     my $off  = 0;
     my $slow = 0;    # frames from here to $off go to the library
     while ($len - $off >= 9) {
@@ -311,7 +312,9 @@ sub _after {
         if (my $w = $conn->{waiting}) {
             $_->_try_trailers for values %$w;
         }
-        $self->_flush($conn);
+        # Nothing to write and nothing to close: the usual case.
+        my $con = $conn->{h2}{con};
+        $self->_flush($conn) if @{ $con->{queue} } || length $conn->{out} || $con->{shutdown};
     }
 }
 
@@ -496,7 +499,7 @@ after the server's next flush; wait_sent() waits for that.
 sub send_message {
     my ($self, $bytes) = @_;
     return 0 if $self->{closed} || $self->{ended} || $self->{trailers};
-    my $con = $self->con;
+    my $con = $self->{conn}{h2}{con};
     if (!$self->{headers_sent}) {
         $self->{headers_sent} = 1;
         $con->send_headers($self->{sid}, [ ':status' => 200, 'content-type' => 'application/grpc' ], 0);
@@ -506,7 +509,7 @@ sub send_message {
     my $s = $con->{streams}{ $self->{sid} };
     if ($s && !(defined $s->{blocked_data} && length $s->{blocked_data}) && !$s->{end}
         && $l <= $con->{fcw_send} && $l <= $s->{fcw_send}
-        && $l <= $con->{encode_ctx}{settings}{&SETTINGS_MAX_FRAME_SIZE})
+        && $l <= $con->{encode_ctx}{settings}{ SETTINGS_MAX_FRAME_SIZE() })
     {
         # One DATA frame that the windows allow: what send_data would do,
         # without its calls (DATA without END_STREAM changes no state).

@@ -11,6 +11,7 @@ use warnings;
 
 use POSIX ();
 use Scalar::Util ();
+use Symbol ();
 use Time::HiRes ();
 
 our $VERSION = '0.1';
@@ -145,7 +146,6 @@ sub psgix_logger {
 # Stream, so both $fh->print(...) and print {$fh} ... work.
 sub errors_handle {
     my $rid = shift;
-    require Symbol;
     my $fh = Symbol::gensym();
     tie *$fh, 'Bridge::Runner::Log::Stream', 'errors', 'info', $rid;
     return bless $fh, 'Bridge::Runner::Log::Handle';
@@ -247,7 +247,7 @@ sub OPEN {
 }
 
 sub UNTIE   { $_[0]->flush_pending }
-sub DESTROY { $_[0]->flush_pending }
+sub DESTROY { $_[0]->flush_pending if length $_[0]{pending} }
 
 package Bridge::Runner::Log::Handle;
 # psgi.errors as an object: IO::Handle's methods (print, printf, say,
