@@ -113,7 +113,10 @@ sub encode_response_frame {
     if (my $h = $f->{head}) {
         my $m = '';
         if (my $st = $h->{status}) {
-            $m = $st < 0x80 ? pack('CC', $STATUS_TAG, $st) : chr($STATUS_TAG) . _varint($st);
+            # Statuses are 200..999: a varint of two bytes.
+            $m = $st < 0x80 ? pack('CC', $STATUS_TAG, $st)
+              : $st < 0x4000 ? pack('CCC', $STATUS_TAG, ($st & 0x7f) | 0x80, $st >> 7)
+              :                chr($STATUS_TAG) . _varint($st);
         }
         my $r = $h->{reason};
         if (defined $r && length $r) {
@@ -310,24 +313,24 @@ sub _decode_head {
     my $vars = $head{vars};
     my ($pos, $len) = (0, length $buf);
     while ($pos < $len) {
-        # The usual case, read inline (Perl's calls cost more than the
-        # bytes): a one-byte tag of a length-delimited field whose length
-        # fits in one byte. Anything else (long values, varints, unknown
-        # layouts) takes _field.
+        # The usual case, read inline and in as few statements as can be
+        # (a head is mostly Vars, and Perl pays per statement): a one-byte
+        # tag of a length-delimited field whose length fits in one byte.
+        # Anything else (long values, varints, unknown layouts) takes
+        # _field. substr at the very end is '' (ord 0), never a warning.
         my $t = ord substr($buf, $pos, 1);
-        if (($t & 7) == 2 && $t < 0x80 && $pos + 1 < $len) {
-            my $n = ord substr($buf, $pos + 1, 1);
-            if ($n < 0x80 && $pos + 2 + $n <= $len) {
-                die "protobuf: field number 0\n" if $t < 8;
-                my $v = substr($buf, $pos + 2, $n);
-                $pos += 2 + $n;
-                if ($t == $VARS_TAG) {
-                    push @$vars, $var_cache{$v} || _cache_var($v);
-                }
-                elsif ($t == $ID_TAG)     { $head{request_id} = $v }
-                elsif ($t == $SCHEME_TAG) { $head{url_scheme} = $v }
-                next;
-            }
+        my $n = ord substr($buf, $pos + 1, 1);
+        my $end = $pos + 2 + $n;
+        if ($t == $VARS_TAG && $n < 0x80 && $end <= $len) {
+            push @$vars, $var_cache{ substr($buf, $pos + 2, $n) } || _cache_var(substr($buf, $pos + 2, $n));
+            $pos = $end;
+            next;
+        }
+        if (($t & 7) == 2 && $t < 0x80 && $t >= 8 && $n < 0x80 && $end <= $len) {
+            if    ($t == $ID_TAG)     { $head{request_id} = substr($buf, $pos + 2, $n) }
+            elsif ($t == $SCHEME_TAG) { $head{url_scheme} = substr($buf, $pos + 2, $n) }
+            $pos = $end;
+            next;
         }
         my ($num, $v) = _field(\$buf, \$pos);
         next unless defined $v;
