@@ -128,7 +128,8 @@ sub pump {
     my ($rin, $win) = ('', '');
     my $listener = $self->{listener};
     vec($rin, fileno $listener, 1) = 1 if $listener;
-    for my $fd (keys %$conns) {
+    my @fds = keys %$conns;
+    for my $fd (@fds) {
         my $conn = $conns->{$fd};
         $self->_prune($conn) if $conn->{closed_at};
         vec($rin, $fd, 1) = 1;
@@ -137,13 +138,15 @@ sub pump {
     return 0 unless length $rin;
     my $n = select(my $rout = $rin, my $wout = $win, undef, $timeout);
     return 0 if $n <= 0;    # timeout or EINTR
-    for my $fd (keys %$conns) {
-        next unless length $win && vec($wout, $fd, 1);
-        my $conn = $conns->{$fd} or next;
-        $self->_flush($conn);
+    if (length $win) {
+        for my $fd (@fds) {
+            next unless vec($wout, $fd, 1);
+            my $conn = $conns->{$fd} or next;
+            $self->_flush($conn);
+        }
     }
     $self->_accept if $listener && vec($rout, fileno $listener, 1);
-    for my $fd (keys %$conns) {
+    for my $fd (@fds) {
         next unless vec($rout, $fd, 1);
         my $conn = $conns->{$fd} or next;
         $self->_read($conn);
@@ -410,6 +413,15 @@ sub _on_headers {
 
 sub _on_data {
     my ($self, $data) = @_;
+    if (!length $self->{in} && length $data > 5 && $self->{route} && (my $cb = $self->{on_message})) {
+        # One whole message in one frame (a request, usually): no buffering.
+        my ($compressed, $len) = unpack 'CN', $data;
+        if (!$compressed && length $data == 5 + $len) {
+            my $ok = eval { $cb->(substr($data, 5)); 1 };
+            $self->_internal($@) unless $ok;
+            return;
+        }
+    }
     $self->{in} .= $data;
     while (length $self->{in} >= 5) {
         my ($compressed, $len) = unpack 'CN', $self->{in};
