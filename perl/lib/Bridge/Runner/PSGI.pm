@@ -80,10 +80,10 @@ sub handle {
     if ($resp->{keep_open} && !$resp->{gone}) {
         $result{response} = $resp;
     }
-    else {
+    elsif ($resp->{body}) {
         $resp->close_body;
     }
-    _cleanup($env);
+    _cleanup($env) if ref $env->{'psgix.cleanup.handlers'} eq 'ARRAY' && @{ $env->{'psgix.cleanup.handlers'} };
     $result{harakiri} = 1 if $env->{'psgix.harakiri.commit'};
     Bridge::Runner::Log::end_request();
     return \%result;

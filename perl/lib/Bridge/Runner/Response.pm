@@ -153,8 +153,22 @@ sub _finish {
 # body goes as one frame with the head and end: a hello world is one message.
 sub send_array {
     my ($self, $body) = @_;
-    my @parts = map { $self->_bytes($_) } @$body;    # all checked before anything is sent
-    my $data  = join '', @parts;
+    my $data;
+    if (@$body == 1 && defined $body->[0] && !ref $body->[0] && !utf8::is_utf8($body->[0])) {
+        $data = $body->[0];    # one plain byte string: nothing to check
+    }
+    else {
+        my @parts = map { $self->_bytes($_) } @$body;    # all checked before anything is sent
+        $data = join '', @parts;
+    }
+    if (!$self->{no_body} && !defined $self->{length} && !$self->{head_sent} && length $data <= $MAX_CHUNK) {
+        # The usual case, in one frame: _add_length, _fit and _send_body
+        # would add the Content-Length, keep all of it and send it at once.
+        push @{ $self->{headers} }, [ 'Content-Length', length $data ];
+        $self->{length} = length $data;
+        $self->{left}   = 0;
+        return $self->_send((length $data ? (body => $data) : ()), end => 1);
+    }
     if ($self->{no_body}) {
         Bridge::Runner::Log::log(debug => "body of a $self->{code} response dropped")
           if length $data && !$self->{is_head};
