@@ -314,6 +314,11 @@ class AioServer:
                 raise
             except Exception:
                 pass  # the stream is gone
+            except BaseException as exc:
+                # SystemExit or KeyboardInterrupt from the app must not stop
+                # the event loop: only this stream ends, as in an app thread.
+                logs.log("error", "the application raised %s: stream closed"
+                         % type(exc).__name__, request_id=req.rid)
         finally:
             slot.cancelled = not done
             gen.close()

@@ -382,6 +382,26 @@ def test_aio_one_thread_runs_the_app_on_the_event_loop(shim, server):
     slot.close()
 
 
+@pytest.mark.parametrize("threads,want", [("1", "aio"), ("3", "sync")])
+def test_default_server_depends_on_threads(shim, server, threads, want):
+    """Without BRIDGE_PY_SERVER: aio with one slot, sync with more (README,
+    "Two gRPC servers"); a value other than sync or aio is refused."""
+    if server != "sync":
+        pytest.skip("one run is enough")
+    s = shim(env={"BRIDGE_PY_SERVER": "", "BRIDGE_THREADS": threads})
+    s.handshake()
+    slot = s.slot()
+    assert slot.get("/hello")[0] == b"Hello, World!"
+    slot.close()
+    _until(lambda: any(r["message"].startswith("serving ") for r in s.records()), "the log line")
+    serving = [r for r in s.records() if r["message"].startswith("serving ")]
+    assert serving[0]["server"] == want
+    bad = shim(env={"BRIDGE_PY_SERVER": "twisted"})
+    assert bad.wait() == 1
+    bad._reader.join(WAIT)
+    assert any("BRIDGE_PY_SERVER='twisted'" in r["message"] for r in bad.records())
+
+
 def test_sigterm_lets_in_flight_requests_finish(shim):
     """G25: SIGTERM: the request in flight completes, then the process exits 0."""
     s = shim()
