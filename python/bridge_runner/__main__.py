@@ -21,10 +21,11 @@ COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
 
 def default_server(threads):
     """The gRPC server when $BRIDGE_PY_SERVER does not say (README, "Two gRPC
-    servers"): measured, aio is as fast as sync for small responses with
-    one slot, where the app runs on its event loop, and 4-5x faster for big
-    request bodies; with several slots its hand-offs to app threads make it
-    10-30 % dearer than sync for small responses."""
+    servers", bench/NOTES.md): with one slot, where the app runs on its
+    event loop, aio is as fast as sync for small responses, about 10 %
+    dearer for 64 KiB ones and 5x cheaper for 1 MiB request bodies; with
+    several slots its hand-offs to app threads make it 10-40 % dearer than
+    sync for small responses."""
     return "aio" if threads == 1 else "sync"
 
 
