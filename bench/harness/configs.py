@@ -39,8 +39,9 @@ class Workload:
     """One wrk run: what to request, how hard, and what a right answer is."""
 
     def __init__(self, name, app, path, conns, threads=2, post=False, server=None,
-                 min_body=0, bridge_only=False, what=""):
+                 min_body=0, bridge_only=False, what="", short=None):
         self.name, self.app, self.path = name, app, path
+        self.short = short or name  # its name in the at-a-glance table
         self.conns, self.threads, self.post = conns, threads, post
         # workloads with the same server share one server start
         self.server = server or app
@@ -49,16 +50,19 @@ class Workload:
 
 WORKLOADS = {w.name: w for w in (
     Workload("hello", "micro", "/hello", 50, min_body=len(HELLO),
-             what="13-byte body, wrk -t2 -c50"),
+             what="13-byte body, wrk -t2 -c50", short="hello, 50 connections"),
     Workload("hello_c1", "micro", "/hello", 1, threads=1, min_body=len(HELLO),
-             what="13-byte body, one connection (latency)"),
-    Workload("big", "micro", "/big", 50, min_body=len(BIG), what="64 KiB body, -c50"),
+             what="13-byte body, one connection (latency)", short="hello, one connection"),
+    Workload("big", "micro", "/big", 50, min_body=len(BIG), what="64 KiB body, -c50",
+             short="64 KiB response"),
     Workload("stream", "micro", "/stream", 50, min_body=len(STREAM),
-             what="100 chunks of 1 KiB yielded one by one, unbuffered, -c50"),
+             what="100 chunks of 1 KiB yielded one by one, unbuffered, -c50",
+             short="stream, 100 chunks"),
     Workload("echo", "micro", "/echo", 50, post=True, min_body=ECHO_SIZE,
-             what="1 MiB POST echoed back, -c50"),
+             what="1 MiB POST echoed back, -c50", short="1 MiB POST echo"),
     Workload("page", "page", "/page?user=bench", 50, min_body=4000,
-             what="Flask / Dancer2 / Sinatra template page (20 items, layout), -c50"),
+             what="Flask / Dancer2 / Sinatra template page (20 items, layout), -c50",
+             short="framework page"),
     Workload("conn1000", "micro", "/hello", 1000, server="conns", min_body=len(HELLO),
              bridge_only=True, what="hello with 1,000 open connections, fresh server"),
 )}

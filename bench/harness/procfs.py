@@ -145,15 +145,19 @@ class CpuWindow:
         machine1 = machine_ticks()
         self1 = os.times()
         ticks = {}
-        for role in self.roles.spec:
+        for role, (root, how) in self.roles.spec.items():
             total = 0
             for pid in set(self.pids0.get(role, ())) | set(pids1.get(role, ())):
                 a, b = self.snap0.get(pid), snap1.get(pid)
                 if a and b and a[2] == b[2]:
                     total += b[1] - a[1]
-                elif b and not a:
+                elif b and (not a or a[2] != b[2]):
                     total += b[1]  # started during the window
-                # gone during the window: its time shows up in reaped ticks
+                elif a and a[0] == root and how != "self":
+                    # gone: the root reaped it, so its whole life is in the
+                    # root's reaped ticks below; take off what it had used
+                    # before the window (a worker a server recycled)
+                    total -= a[1]
             total += reaped1.get(role, 0) - self.reaped0.get(role, 0)
             ticks[role] = max(0, total)
         busy = machine1[0] - self.machine0[0]

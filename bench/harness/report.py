@@ -104,6 +104,24 @@ def summary_tables(recs):
     return "\n\n".join(out)
 
 
+def glance_table(recs):
+    """Every config's req/s (and one-connection p50) by workload, in one
+    table: the one the top-level README shows."""
+    ok = {(r["config"], r["workload"]): r for r in recs if r.get("ok")}
+    names = sorted({r["config"] for r in recs}, key=lambda n: CONFIG_ORDER.get(n, 99))
+    rows = []
+    for w in C.ORDER:
+        if w == "conn1000" or not any((n, w) in ok for n in names):
+            continue
+        rows.append([C.WORKLOADS[w].short + " req/s"]
+                    + [_num(ok[(n, w)]["rps"]) if (n, w) in ok else "–" for n in names])
+        if w == "hello_c1":
+            rows.append(["one connection, p50 ms"]
+                        + [_num(ok[(n, w)]["lat_p50_us"] / 1000, 2) if (n, w) in ok else "–"
+                           for n in names])
+    return _table(["workload"] + names, rows)
+
+
 def _summary_row(label, w, key, names, pairs, ok, fmt, scale=1.0):
     row = [label]
     for n in names:
@@ -213,6 +231,7 @@ def render(meta, records):
         "",
     ]
     if matrix:
+        lines += ["## At a glance", "", glance_table(matrix), ""]
         summary = summary_tables(matrix)
         if summary:
             lines += ["## Summary: bridge and its peers, same run", "",
