@@ -191,7 +191,7 @@ def main():
     ap.add_argument("--settle", type=float, help="s between a server's first answer and its "
                     "idle memory sample (full 1, quick 0.5)")
     ap.add_argument("--bridge", default=os.path.join(ROOT, "bin", "bridge"))
-    ap.add_argument("--port", type=int, default=0, help="nginx port on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--port", type=int, default=0, help="nginx port on 127.0.0.1 (default 18580; any free one if taken)")
     ap.add_argument("--out", help="results directory (default bench/results/<UTC time>)")
     ap.add_argument("--publish", action="store_true",
                     help="copy the table of this full run (or of --report) to bench/RESULTS.md")

@@ -32,12 +32,21 @@ def log(msg):
 # ---------------------------------------------------------------- nginx, wrk
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+DEFAULT_PORT = 18580  # below the ephemeral range, so no client socket takes it
+
+
+def pick_port(wanted):
+    """wanted if 127.0.0.1 has it free, else any free port."""
+    for port in (wanted, 0):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def nginx_conf(run, cfg, sock, port):
@@ -130,7 +139,7 @@ class Run:
     def __init__(self, args, out):
         self.args, self.out = args, out
         self.bridge = os.path.abspath(args.bridge)
-        self.port = args.port or free_port()
+        self.port = None  # picked again for every server start
         self.records = []
         self.failures = 0
         self.body_file = os.path.join(out, "body-1MiB.bin")
@@ -157,6 +166,7 @@ class Run:
         try:
             argv = cfg.argv(self.bridge, sock, app)
             server = procfs.Proc(argv, logp, cwd=run, stop_signal=cfg.stop)
+            self.port = pick_port(self.args.port or DEFAULT_PORT)
             conf = nginx_conf(run, cfg, sock, self.port)
             ngx = procfs.Proc(["nginx", "-p", run, "-c", conf, "-e", os.path.join(run, "error.log")],
                               logp, cwd=run, stop_signal=signal.SIGTERM)
