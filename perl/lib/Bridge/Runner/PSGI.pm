@@ -133,7 +133,9 @@ sub env {
     $env{ $_->[0] } = $_->[1] for @{ $head->{vars} };
     # Go always sends these (runner.proto); the defaults keep Lint quiet if not.
     $env{REQUEST_METHOD} = 'GET' unless defined $env{REQUEST_METHOD} && length $env{REQUEST_METHOD};
-    $env{$_} //= '' for qw(SCRIPT_NAME PATH_INFO QUERY_STRING);
+    $env{SCRIPT_NAME}  //= '';
+    $env{PATH_INFO}    //= '';
+    $env{QUERY_STRING} //= '';
     delete @env{qw(HTTP_CONTENT_TYPE HTTP_CONTENT_LENGTH)};
     my $rid = $head->{request_id} // '';
     $env{'psgi.version'}           = [ 1, 1 ];

@@ -31,7 +31,7 @@ sub new {
         # The id of the request being served, for Describe. Describe is only
         # answered while the app waits on the loop (a streaming write), and
         # while the app runs otherwise not at all, which bridge counts as stuck.
-        running  => [],
+        running  => undef,
     }, $class;
     Scalar::Util::weaken(my $w = $self);
     $self->{grpc} = Bridge::Runner::GRPC->new(routes => {
@@ -44,7 +44,7 @@ sub new {
         # Output goes to stderr, which bridge reads itself.
         '/plugin.GRPCStdio/StreamStdio' => { server_stream => sub { } },
         '/bridge.v1.Runner/Describe'    => { unary => sub {
-            encode_describe_response({ %{ $w->{describe} }, running => $w->{running} });
+            encode_describe_response({ %{ $w->{describe} }, running => [ grep { defined } $w->{running} ] });
         } },
         '/bridge.v1.Runner/Slot'        => { open  => sub {
             push @{ $w->{slots} }, Bridge::Runner::Slot->new(shift, $w->{grpc});
@@ -113,10 +113,10 @@ sub _serve {
         return;
     }
     $self->{busy}    = 1;
-    $self->{running} = [ $frame->{head}{request_id} ];
+    $self->{running} = $frame->{head}{request_id};
     my $res = eval { $self->{psgi}->handle($slot, $frame) };
     $self->{busy}    = 0;
-    $self->{running} = [];
+    $self->{running} = undef;
     if (!$res) {
         # A bug in the shim (the app's own failures are caught inside).
         my $err = Bridge::Runner::Log::text("$@");
