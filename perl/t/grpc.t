@@ -136,6 +136,28 @@ subtest 'frames split across reads at any byte' => sub {
     $server->pump(0.01) for 1 .. 3;
 };
 
+subtest 'the client preface and the frames after it split at any byte' => sub {
+    no warnings 'redefine';
+    # Every write of the client in pieces of 7 bytes, the server reading each.
+    local *GRPCClient::flush = sub {
+        my $self  = shift;
+        my $bytes = '';
+        while (defined(my $f = $self->{con}->dequeue)) { $bytes .= $f }
+        for my $piece (unpack '(a7)*', $bytes) {
+            syswrite $self->{sock}, $piece;
+            $server->pump(0.005);
+        }
+    };
+    my $c2 = client();
+    my $st = $c2->open_stream('/t.S/Stream');
+    $c2->send_msg($st, 'split');
+    $c2->send_msg($st, 'again');
+    $c2->wait_for(sub { @{ $st->{messages} } >= 2 }, 5, 'echoes');
+    is_deeply $st->{messages}, [ 're:split', 're:again' ], 'echoed';
+    close $c2->{sock};
+    $server->pump(0.01) for 1 .. 3;
+};
+
 subtest 'closed streams are dropped from the HTTP/2 table after a while' => sub {
     local $Bridge::Runner::GRPC::PRUNE_AFTER = 0;
     # The connection of $c, which has had the most streams.
