@@ -63,6 +63,18 @@ for my $name (sort keys %{ $cases->{RequestFrame} }) {
       for map { @$_ } @{ $got->{head}{vars} || [] };
 }
 
+# A reason that is a character string (UTF-8 flag on, ASCII) encodes to the
+# same bytes, and the frame stays a byte string (it goes to syswrite).
+{
+    my $reason = 'OK';
+    utf8::upgrade($reason);
+    my $frame = { head => { status => 200, reason => $reason, headers => [ [ 'X', "\xff" ] ] }, body => "\xfe", end => 1 };
+    my $got = encode_response_frame($frame);
+    ok !utf8::is_utf8($got), 'flagged reason: the frame is bytes';
+    is unpack('H*', $got), unpack('H*', encode_response_frame({ %$frame, head => { %{ $frame->{head} }, reason => 'OK' } })),
+      'flagged reason: same bytes';
+}
+
 # Decoded vars are cached by their bytes: the same answers from the cache,
 # and after it was emptied for being full.
 {

@@ -120,7 +120,7 @@ sub encode_response_frame {
         }
         my $r = $h->{reason};
         if (defined $r && length $r) {
-            $r = _utf8($r) if $r =~ /[^\x00-\x7f]/;
+            $r = _utf8($r) if utf8::is_utf8($r) || $r =~ /[^\x00-\x7f]/;
             $m .= length $r < 0x80 ? pack('CC/a*', $REASON_TAG, $r) : _ld('ResponseHead.reason', $r);
         }
         for my $pair (@{ $h->{headers} || [] }) {
