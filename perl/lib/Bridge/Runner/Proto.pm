@@ -252,13 +252,13 @@ sub decode_request_frame {
     while ($pos < $len) {
         my ($num, $v);
         # The usual fields inline: a head or body under 16 KiB, end.
-        my $t = ord substr($buf, $pos, 1);
-        if ($t == $RF_END_TAG && $pos + 1 < $len && ord(substr($buf, $pos + 1, 1)) < 0x80) {
-            ($num, $v) = ($RF_END, ord substr($buf, $pos + 1, 1));
+        my $t = vec($buf, $pos, 8);
+        if ($t == $RF_END_TAG && $pos + 1 < $len && vec($buf, $pos + 1, 8) < 0x80) {
+            ($num, $v) = ($RF_END, vec($buf, $pos + 1, 8));
             $pos += 2;
         }
         elsif (($t == $RF_HEAD_TAG || $t == $RF_BODY_TAG) && $pos + 2 < $len) {
-            my ($b1, $b2) = (ord(substr($buf, $pos + 1, 1)), ord(substr($buf, $pos + 2, 1)));
+            my ($b1, $b2) = (vec($buf, $pos + 1, 8), vec($buf, $pos + 2, 8));
             my ($n, $p) = $b1 < 0x80 ? ($b1, $pos + 2) : $b2 < 0x80 ? (($b1 & 0x7f) | ($b2 << 7), $pos + 3) : (-1);
             if ($n >= 0 && $p + $n <= $len) {
                 ($num, $v) = ($t >> 3, substr($buf, $p, $n));
@@ -317,9 +317,9 @@ sub _decode_head {
         # (a head is mostly Vars, and Perl pays per statement): a one-byte
         # tag of a length-delimited field whose length fits in one byte.
         # Anything else (long values, varints, unknown layouts) takes
-        # _field. substr at the very end is '' (ord 0), never a warning.
-        my $t = ord substr($buf, $pos, 1);
-        my $n = ord substr($buf, $pos + 1, 1);
+        # _field. vec() past the end is 0, never a warning.
+        my $t   = vec($buf, $pos, 8);
+        my $n   = vec($buf, $pos + 1, 8);
         my $end = $pos + 2 + $n;
         if ($t == $VARS_TAG && $n < 0x80 && $end <= $len) {
             push @$vars, $var_cache{ substr($buf, $pos + 2, $n) } || _cache_var(substr($buf, $pos + 2, $n));
