@@ -233,6 +233,7 @@ def main():
     if soft < min(hard, 20000):  # wrk -c1000 and nginx need the descriptors
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
 
+    t_lock = time.time()
     lock = take_lock()
     started = time.time()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -275,15 +276,16 @@ def main():
         if lock is not None:
             os.close(lock)
     meta["wall_s"] = round(time.time() - started, 1)
+    meta["lock_wait_s"] = round(started - t_lock, 1)
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     text = report.render(meta, run.records)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)
     print(text)
-    log("bench: %d measurements, %d failed, %.0f s; results: %s"
-        % (sum(1 for r in run.records if r["type"] == "measure"), run.failures,
-           meta["wall_s"], out))
+    log("bench: %d measurements, %d failed, %.0f s (after %.0f s waiting for the lock); "
+        "results: %s" % (sum(1 for r in run.records if r["type"] == "measure"), run.failures,
+                         meta["wall_s"], meta["lock_wait_s"], out))
     if args.publish and status == 0:
         publish(out, meta)
     return status or (1 if run.failures else 0)

@@ -114,22 +114,29 @@ def glance_table(recs):
         if w == "conn1000" or not any((n, w) in ok for n in names):
             continue
         rows.append([C.WORKLOADS[w].short + " req/s"]
-                    + [_num(ok[(n, w)]["rps"]) if (n, w) in ok else "–" for n in names])
+                    + [_num(ok[(n, w)]["rps"]) + _noisy(ok[(n, w)]) if (n, w) in ok else "–"
+                       for n in names])
         if w == "hello_c1":
             rows.append(["one connection, p50 ms"]
-                        + [_num(ok[(n, w)]["lat_p50_us"] / 1000, 2) if (n, w) in ok else "–"
-                           for n in names])
+                        + [_num(ok[(n, w)]["lat_p50_us"] / 1000, 2) + _noisy(ok[(n, w)])
+                           if (n, w) in ok else "–" for n in names])
     return _table(["workload"] + names, rows)
+
+
+def _noisy(rec):
+    """"~" when the rest of the machine used more than NOISY_PCT meanwhile."""
+    return "~" if rec.get("other_cpu_pct", 0) > NOISY_PCT else ""
 
 
 def _summary_row(label, w, key, names, pairs, ok, fmt, scale=1.0):
     row = [label]
     for n in names:
         r = ok.get((n, w))
-        row.append(fmt % (r[key] * scale) if r else "–")
+        row.append(fmt % (r[key] * scale) + _noisy(r) if r else "–")
     for b, p in pairs:
         rb, rp = ok.get((b, w)), ok.get((p, w))
-        row.append("%.2f×" % (rb[key] / rp[key]) if rb and rp and rp[key] else "–")
+        row.append("%.2f×" % (rb[key] / rp[key]) + (_noisy(rb) or _noisy(rp))
+                   if rb and rp and rp[key] else "–")
     return row
 
 
@@ -231,12 +238,16 @@ def render(meta, records):
         "",
     ]
     if matrix:
-        lines += ["## At a glance", "", glance_table(matrix), ""]
+        lines += ["## At a glance", "",
+                  "req/s (and the one-connection p50); ~ marks a number measured while "
+                  "the rest of the machine used more than %.0f %% of the CPUs." % NOISY_PCT,
+                  "", glance_table(matrix), ""]
         summary = summary_tables(matrix)
         if summary:
             lines += ["## Summary: bridge and its peers, same run", "",
                       "bridge ÷ peer: for req/s above 1 means bridge is faster; for p50 "
-                      "below 1 means bridge answers sooner.", "", summary, ""]
+                      "below 1 means bridge answers sooner. ~: noisy, as above.", "",
+                      summary, ""]
         lines += ["## Throughput, latency, CPU and memory", "", main_table(matrix), ""]
         conns = conns_table(matrix, [r for r in records if r["type"] == "idle"])
         if conns:
