@@ -22,6 +22,7 @@ type Pool struct {
 	waiters      []chan *Slot
 	backlog      int
 	queueTimeout time.Duration
+	turn         int // where the next tie-break starts
 }
 
 // NewPool makes a pool whose queue holds at most backlog waiting requests for
@@ -238,9 +239,15 @@ func (p *Pool) handToWaiter(s *Slot) {
 }
 
 // pickLocked returns a free slot of the worker with the fewest busy slots.
+// Ties go round the workers, and a worker's slots are used in turn (the one
+// free longest first): every slot sees traffic, so a shim that finishes
+// work when its slot's next request arrives (closing a file body it sent as
+// a File frame) is never left waiting behind busier slots.
 func (p *Pool) pickLocked() *Slot {
 	var best *Worker
-	for _, w := range p.workers {
+	n := len(p.workers)
+	for i := range n {
+		w := p.workers[(p.turn+i)%n]
 		if len(w.free) > 0 && !w.suspended && (best == nil || w.busy < best.busy) {
 			best = w
 		}
@@ -248,8 +255,9 @@ func (p *Pool) pickLocked() *Slot {
 	if best == nil {
 		return nil
 	}
-	s := best.free[len(best.free)-1]
-	best.free = best.free[:len(best.free)-1]
+	p.turn++
+	s := best.free[0]
+	best.free = best.free[1:]
 	best.busy++
 	return s
 }
