@@ -103,6 +103,7 @@ module BridgeRunner
       rescue GRPC::Core::CallError
         nil
       end
+      ops[OPS::SEND_MESSAGE].clear unless ops.equal?(RECV)
       raise StopIteration, 'slot stream ended' if msg.nil?
       Wire.decode_request(msg)
     end
@@ -112,7 +113,7 @@ module BridgeRunner
       if fin
         @pending = frame
       else
-        @call.run_batch(OPS::SEND_MESSAGE => frame)
+        send_frame(frame)
       end
     end
 
@@ -120,7 +121,17 @@ module BridgeRunner
       return unless @pending
       frame = @pending
       @pending = nil
+      send_frame(frame)
+    end
+
+    private
+
+    # gRPC has copied the frame once run_batch returns: free its buffer now
+    # (a 64 KiB body would otherwise wait for the next GC, and the malloc
+    # growth it counts would bring that GC sooner).
+    def send_frame(frame)
       @call.run_batch(OPS::SEND_MESSAGE => frame)
+      frame.clear
     end
   end
 

@@ -69,7 +69,10 @@ module BridgeRunner
     # giving Wire::Requests. Yields encoded ResponseFrames (Wire::Bytes),
     # and true with a response's last frame (the one with end). Returns when
     # the stream ends.
+    # A reqs that responds to flush (DirectStream) may hold a response's
+    # last frame until the next read; flush sends it now.
     def run(reqs, &out)
+      @flusher = reqs.respond_to?(:flush) ? reqs : nil
       catch(:stream_ended) { run_loop(reqs, &out) }
     end
 
@@ -205,11 +208,30 @@ module BridgeRunner
           Log.info('request cancelled (client gone)')
           finished_error = IOError.new('client disconnected')
         end
+        # The client gets the response before the app's after-response
+        # work (body.close: Rack::BodyProxy callbacks, Rails' executor;
+        # rack.response_finished), as with Puma.
+        if completed && (e = flush_before_close(env))
+          finished_error = e
+        end
         close_body
         @body = nil
         @errors.flush
         run_finished(env, status, headers, finished_error)
       end
+    end
+
+    # Sends a held last frame if the app has work to do after the response.
+    # Returns the error if the call went away meanwhile.
+    def flush_before_close(env)
+      return nil unless @flusher
+      fin = env['rack.response_finished']
+      return nil unless (!@closed && @body.respond_to?(:close)) || (fin.is_a?(Array) && !fin.empty?)
+      @flusher.flush
+      nil
+    rescue StandardError => e
+      Log.info("request cancelled (client gone): #{e.class}: #{e.message}")
+      e
     end
 
     def cancelled?(e)
