@@ -87,6 +87,7 @@ module BridgeRunner
       def printf(*a) = write(format(*a))
 
       def flush
+        return self if @buf.empty? # after every request: skip the lock when there is nothing
         l = @lock.synchronize { @buf.empty? ? nil : @buf.slice!(0, @buf.bytesize) }
         Log.log(@level, l, stream: @stream) if l
         self
