@@ -4,7 +4,7 @@
 # Slot stream, as bridge does with one slot, to the real Service/GRPC/PSGI
 # stack with a hello app, and reads the one ResponseFrame back.
 #
-#   perl perl/bench/hotpath.pl [--mode inproc|fork] [--requests N] [--app FILE.psgi] [--lib DIR]
+#   perl perl/bench/hotpath.pl [--mode inproc|fork] [--requests N] [--app FILE.psgi [--path /P]] [--lib DIR]
 #
 # --mode inproc (default): client and server in one process, the server
 #   turned by hand (the turns of Service::run); prints CPU µs per request of
@@ -15,6 +15,8 @@
 #   (instructions per request = difference of the two "I refs" / 2000).
 # --mode fork: the server in a child process, as in production; prints the
 #   child's CPU µs per request (utime + stime from /proc) and req/s.
+# --app, --path: another app than the built-in hello, and the PATH_INFO to
+#   ask it for (bench/apps/perl/micro.psgi: /hello, /big).
 # --lib DIR: the shim's lib directory (default: the one next to this file),
 #   to compare two versions of the shim.
 use strict;
@@ -26,8 +28,8 @@ use IO::Socket::UNIX;
 use Socket qw(SOCK_STREAM);
 use Time::HiRes qw(clock_gettime CLOCK_PROCESS_CPUTIME_ID);
 
-my %opt = (mode => 'inproc', requests => 20000, lib => "$FindBin::RealBin/../lib", warmup => 2000);
-Getopt::Long::GetOptions(\%opt, 'mode=s', 'requests=i', 'app=s', 'lib=s', 'warmup=i') or die "bad arguments\n";
+my %opt = (mode => 'inproc', requests => 20000, lib => "$FindBin::RealBin/../lib", warmup => 2000, path => '/x');
+Getopt::Long::GetOptions(\%opt, 'mode=s', 'requests=i', 'app=s', 'path=s', 'lib=s', 'warmup=i') or die "bad arguments\n";
 unshift @INC, $opt{lib};
 $ENV{BRIDGE_LOG_LEVEL} //= 'warn';
 require Bridge::Runner::Log;
@@ -43,8 +45,8 @@ sub frame { my ($type, $flags, $sid, $p) = @_; my $l = length $p; pack('CnCCN', 
 sub literal { my ($n, $v) = @_; "\x00" . chr(length $n) . $n . chr(length $v) . $v }
 
 my @vars = (
-    [ REQUEST_METHOD => 'GET' ], [ SCRIPT_NAME => '' ], [ PATH_INFO => '/x' ], [ QUERY_STRING => 'y=1' ],
-    [ REQUEST_URI => '/x?y=1' ], [ SERVER_PROTOCOL => 'HTTP/1.1' ], [ SERVER_NAME => '127.0.0.1' ],
+    [ REQUEST_METHOD => 'GET' ], [ SCRIPT_NAME => '' ], [ PATH_INFO => $opt{path} ], [ QUERY_STRING => 'y=1' ],
+    [ REQUEST_URI => "$opt{path}?y=1" ], [ SERVER_PROTOCOL => 'HTTP/1.1' ], [ SERVER_NAME => '127.0.0.1' ],
     [ SERVER_PORT => '32270' ], [ REMOTE_ADDR => '127.0.0.1' ], [ REMOTE_PORT => '55854' ],
     [ REQUEST_SCHEME => 'http' ], [ HTTP_HOST => '127.0.0.1:32270' ], [ HTTP_ACCEPT => '*/*' ],
     [ HTTP_USER_AGENT => 'curl/7.88.1' ],
@@ -88,18 +90,26 @@ syswrite $sock, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 my $grpc = $svc->grpc;
 if ($opt{mode} eq 'inproc') { $grpc->pump(0.1) for 1 .. 3 }
 
-my ($in, $window) = ('', 0);
+# Reads until one whole gRPC message (the ResponseFrame) has come on the slot.
+my ($in, $window, $msg) = ('', 0, '');
 sub response {
     while (1) {
         while (length $in >= 9) {
             my ($hi, $lo, $type, $flags, $sid) = unpack 'CnCCN', $in;
             my $len = ($hi << 16) | $lo;
             last if length $in < 9 + $len;
+            my $payload = substr($in, 9, $len);
             substr($in, 0, 9 + $len, '');
             syswrite $sock, frame(4, 1, 0, '') if $type == 4 && !($flags & 1);    # SETTINGS ack
-            if ($type == 0 && $sid == 1) { $window += $len; return }
+            next unless $type == 0 && $sid == 1;
+            $window += $len;
+            $msg .= $payload;
+            if (length $msg >= 5 && length $msg >= 5 + unpack('x N', $msg)) {
+                $msg = substr($msg, 5 + unpack('x N', $msg));
+                return;
+            }
         }
-        sysread($sock, $in, 1 << 16, length $in) or die "the server closed the connection\n";
+        sysread($sock, $in, 1 << 18, length $in) or die "the server closed the connection\n";
     }
 }
 
