@@ -461,3 +461,56 @@ class SlotTest < Minitest::Test
     assert_nil out[0].error
   end
 end
+
+# With DirectStream (a reqs that can flush), a response's last frame may wait
+# for the next read; it is sent before the app's after-response work.
+class SlotFlushTest < Minitest::Test
+  include SlotHelpers
+
+  class Reqs
+    attr_reader :log
+
+    def initialize(frames, log)
+      @frames = frames.each
+      @log = log
+    end
+
+    def next = @frames.next
+    def flush = @log << :flush
+  end
+
+  def serve(app)
+    log = []
+    reqs = Reqs.new(wire([V1::RequestFrame.new(head: head, end: true)]), log)
+    BridgeRunner::Slot.new(app, rack3: false).run(reqs) { |_f, fin| log << (fin ? :last_frame : :frame) }
+    log
+  end
+
+  def test_last_frame_is_flushed_before_body_close
+    log = []
+    got = serve(->(_e) { [200, {}, Rack::BodyProxy.new(['x']) { log << :close }] })
+    assert_equal %i[frame last_frame flush], got
+    assert_equal [:close], log
+    # An Array that responds to close (a body with after-response work).
+    body = ['x']
+    body.define_singleton_method(:close) { log << :close2 }
+    assert_equal %i[last_frame flush], serve(->(_e) { [200, {}, body] })
+    assert_equal %i[close close2], log
+  end
+
+  def test_flush_comes_before_close
+    order = []
+    reqs = Reqs.new(wire([V1::RequestFrame.new(head: head, end: true)]), order)
+    app = ->(_e) { [200, {}, Rack::BodyProxy.new(['x']) { order << :close }] }
+    BridgeRunner::Slot.new(app, rack3: false).run(reqs) { |_f, fin| order << :last_frame if fin }
+    assert_equal %i[last_frame flush close], order
+  end
+
+  def test_plain_array_body_leaves_the_last_frame_for_the_next_read
+    assert_equal [:last_frame], serve(->(_e) { [200, {}, ['x']] })
+  end
+
+  def test_streamed_chunks_are_not_held
+    assert_equal %i[frame frame last_frame flush], serve(->(_e) { [200, {}, Rack::BodyProxy.new(%w[a b]) {}] })
+  end
+end
