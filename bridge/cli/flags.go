@@ -21,6 +21,7 @@ type options struct {
 	interpreter string
 	workers     int
 	threads     int
+	pipeline    int
 	startWait   time.Duration
 
 	uwsgi      listFlag
@@ -85,7 +86,8 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 		return fs
 	}
 	fs.IntVar(&o.workers, "workers", 2, "runner processes")
-	fs.IntVar(&o.threads, "threads", 1, "app threads (slots) per runner process")
+	fs.IntVar(&o.threads, "threads", 1, "app threads per runner process: requests its app runs at once")
+	fs.IntVar(&o.pipeline, "pipeline", 8, "requests each busy runner may hold beyond --threads, waiting their turn inside it: they share its gRPC reads, writes and wake-ups (0 = every request waits in bridge's queue until a thread is free)")
 	fs.Var(&o.uwsgi, "uwsgi", "uwsgi listener for nginx uwsgi_pass: unix:/path or host:port (repeatable)")
 	fs.Var(&o.http, "http", "HTTP/1.1 listener: host:port or unix:/path (repeatable)")
 	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining) and /metrics (Prometheus)")

@@ -80,7 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
 	metrics := admin.NewMetrics(pool)
 	fleet := supervise.NewFleet(supervise.Config{
-		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads,
+		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads, Pipeline: o.pipeline,
 		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted, OnReload: metrics.Reloaded,
 		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, MaxLifetime: o.maxLifetime,
 		MaxRSS: int64(o.maxRSS), CancelGrace: o.cancelGrace, RecycleGrace: o.grace,
@@ -137,7 +137,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}()
 		}
 	}
-	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Msg("bridge ready")
+	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Int("pipeline", o.pipeline).Msg("bridge ready")
 
 	wg.Add(1)
 	go func() {
@@ -207,6 +207,11 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, fleet *supervise.
 	}
 }
 
+// maxSlots bounds the Slot streams bridge opens to one runner: the Perl
+// shim's HTTP/2 library never frees closed streams past 100, and a few are
+// kept for replacements of cancelled ones.
+const maxSlots = 64
+
 func validate(o *options) error {
 	switch {
 	case len(o.admin) > 1:
@@ -217,6 +222,8 @@ func validate(o *options) error {
 		return usageError(fmt.Sprintf("--workers %d: must be at least 1", o.workers))
 	case o.threads < 1:
 		return usageError(fmt.Sprintf("--threads %d: must be at least 1", o.threads))
+	case o.pipeline < 0 || o.threads+o.pipeline > maxSlots:
+		return usageError(fmt.Sprintf("--threads %d + --pipeline %d: want a pipeline of 0 or more and at most %d in all (gRPC streams per runner)", o.threads, o.pipeline, maxSlots))
 	case o.maxRequests < 0 || o.maxJitter < 0:
 		return usageError("--max-requests and --max-requests-jitter must not be negative")
 	case o.backlog < 0 || o.maxConns < 0:

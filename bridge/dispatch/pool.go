@@ -44,11 +44,12 @@ func (p *Pool) Add(w *Worker) {
 	for _, s := range w.slots {
 		w.free = append(w.free, s)
 	}
-	for len(p.waiters) > 0 && len(w.free) > 0 {
+	now := time.Now()
+	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(now, w.busy) {
 		s := w.free[len(w.free)-1]
 		w.free = w.free[:len(w.free)-1]
 		w.busy++
-		p.handToWaiter(s)
+		p.handToWaiter(s, now)
 	}
 }
 
@@ -84,11 +85,12 @@ func (p *Pool) Resume(w *Worker) {
 		return
 	}
 	w.suspended = false
-	for len(p.waiters) > 0 && len(w.free) > 0 {
+	now := time.Now()
+	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(now, w.busy) {
 		s := w.free[len(w.free)-1]
 		w.free = w.free[:len(w.free)-1]
 		w.busy++
-		p.handToWaiter(s)
+		p.handToWaiter(s, now)
 	}
 }
 
@@ -151,6 +153,7 @@ func (p *Pool) Release(s *Slot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := s.worker
+	s.since = time.Time{}
 	w.served++
 	if w.served == w.RecycleAfter && w.OnBroken != nil {
 		w.OnBroken() // non-blocking: wakes the supervisor
@@ -167,8 +170,8 @@ func (p *Pool) Release(s *Slot) {
 		go w.awaitLetGo(s, id, s.stuckAt)
 		return
 	}
-	if len(p.waiters) > 0 && !w.suspended {
-		p.handToWaiter(s)
+	if now := time.Now(); len(p.waiters) > 0 && !w.suspended && w.takes(now, w.busy-1) {
+		p.handToWaiter(s, now)
 		return
 	}
 	w.busy--
@@ -190,9 +193,9 @@ func (p *Pool) reinstate(s *Slot) {
 	if w.removed {
 		return
 	}
-	if len(p.waiters) > 0 && !w.suspended {
+	if now := time.Now(); len(p.waiters) > 0 && !w.suspended && w.takes(now, w.busy) {
 		w.busy++
-		p.handToWaiter(s)
+		p.handToWaiter(s, now)
 		return
 	}
 	w.free = append(w.free, s)
@@ -232,10 +235,33 @@ func (p *Pool) Busy(w *Worker) int {
 	return w.busy
 }
 
-func (p *Pool) handToWaiter(s *Slot) {
+func (p *Pool) handToWaiter(s *Slot, now time.Time) {
 	ch := p.waiters[0]
 	p.waiters = p.waiters[1:]
+	s.since = now
 	ch <- s
+}
+
+// pipelineMaxAge bounds how long a request may have been running on a worker
+// whose threads are all busy for that worker to still get pipelined
+// requests: they would wait behind it, and one slow request must not hold
+// back others that another worker could serve as soon as it is free.
+const pipelineMaxAge = 50 * time.Millisecond
+
+// takes reports whether w, with busy slots in use, may be handed one more
+// request: always while it has a free app thread; past that (the request
+// would wait its turn inside the runner) only while its oldest request is
+// young. Called with the pool's mutex held.
+func (w *Worker) takes(now time.Time, busy int) bool {
+	if busy < w.threads {
+		return true
+	}
+	for _, s := range w.slots {
+		if !s.since.IsZero() && now.Sub(s.since) >= pipelineMaxAge {
+			return false
+		}
+	}
+	return true
 }
 
 // pickLocked returns a free slot of the worker with the fewest busy slots.
@@ -245,12 +271,22 @@ func (p *Pool) handToWaiter(s *Slot) {
 // a File frame) is never left waiting behind busier slots.
 func (p *Pool) pickLocked() *Slot {
 	var best *Worker
+	var now time.Time
 	n := len(p.workers)
 	for i := range n {
 		w := p.workers[(p.turn+i)%n]
-		if len(w.free) > 0 && !w.suspended && (best == nil || w.busy < best.busy) {
-			best = w
+		if len(w.free) == 0 || w.suspended || (best != nil && w.busy >= best.busy) {
+			continue
 		}
+		if w.busy >= w.threads {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if !w.takes(now, w.busy) {
+				continue
+			}
+		}
+		best = w
 	}
 	if best == nil {
 		return nil
@@ -259,6 +295,10 @@ func (p *Pool) pickLocked() *Slot {
 	s := best.free[0]
 	best.free = best.free[1:]
 	best.busy++
+	if now.IsZero() {
+		now = time.Now()
+	}
+	s.since = now
 	return s
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 func worker(name string, threads int) *Worker {
-	return NewWorker(context.Background(), name, nil, nil, threads, zerolog.Nop())
+	return NewWorker(context.Background(), name, nil, nil, threads, threads, zerolog.Nop())
 }
 
 func TestPoolPicksLeastLoaded(t *testing.T) {
@@ -140,4 +140,74 @@ func TestPoolSuspendAndResume(t *testing.T) {
 		t.Fatalf("after resume: %v %v", s, err)
 	}
 	p.Release(held)
+}
+
+// Pipelining: past its threads, a worker holds more requests only while its
+// oldest one is young; every worker's free threads are used first.
+func TestPoolPipelinesBehindYoungRequests(t *testing.T) {
+	p := NewPool(10, time.Second)
+	a := NewWorker(context.Background(), "a", nil, nil, 1, 3, zerolog.Nop())
+	b := NewWorker(context.Background(), "b", nil, nil, 1, 3, zerolog.Nop())
+	p.Add(a)
+	p.Add(b)
+	ctx := context.Background()
+	per := map[*Worker]int{}
+	for range 6 {
+		s, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatalf("request %d: %v", len(per), err)
+		}
+		per[s.Worker()]++
+	}
+	if per[a] != 3 || per[b] != 3 {
+		t.Fatalf("a holds %d, b %d; want 3 each (1 thread + 2 pipelined)", per[a], per[b])
+	}
+	if _, err := p.Acquire(ctx); request.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("7th request: %v, want a queue timeout: every slot is taken", err)
+	}
+}
+
+func TestPoolNoPipelineBehindOldRequest(t *testing.T) {
+	p := NewPool(10, 5*time.Second)
+	a := NewWorker(context.Background(), "a", nil, nil, 1, 4, zerolog.Nop())
+	p.Add(a)
+	ctx := context.Background()
+	slow, _ := p.Acquire(ctx)
+	time.Sleep(pipelineMaxAge + 10*time.Millisecond)
+	got := make(chan *Slot, 1)
+	go func() {
+		s, err := p.Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- s
+	}()
+	select {
+	case s := <-got:
+		t.Fatalf("got slot %d behind a request running for over %v", s.index, pipelineMaxAge)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if n := p.Waiting(); n != 1 {
+		t.Fatalf("%d requests waiting in bridge's queue, want 1", n)
+	}
+	p.Release(slow)
+	select {
+	case s := <-got:
+		p.Release(s)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting request got no slot after the old one finished")
+	}
+}
+
+// With no pipeline (slots == threads) nothing waits inside a runner.
+func TestPoolNoPipeline(t *testing.T) {
+	p := NewPool(10, 50*time.Millisecond)
+	p.Add(worker("a", 1))
+	ctx := context.Background()
+	if _, err := p.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Acquire(ctx); request.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("second request: %v, want 503 after the queue timeout", err)
+	}
 }

@@ -24,6 +24,9 @@ type Worker struct {
 	log   zerolog.Logger
 	ctx   context.Context // cancelled when the worker is torn down
 	slots []*Slot
+	// threads is how many requests the runner runs at once; slots past it
+	// carry pipelined requests that wait their turn inside the runner.
+	threads int
 
 	// OnBroken, if set, is called (without blocking) when a slot's stream
 	// breaks for a reason other than its request's cancellation: the
@@ -51,21 +54,26 @@ type Worker struct {
 	suspended bool
 }
 
-// NewWorker wraps a started runner with threads slots. Slot streams open
-// lazily, on their first request, and again after a broken exchange.
-func NewWorker(ctx context.Context, name string, rpc bridgev1.RunnerClient, info *bridgev1.DescribeResponse, threads int, log zerolog.Logger) *Worker {
-	w := &Worker{Name: name, Info: info, rpc: rpc, log: log, ctx: ctx}
-	for i := 0; i < threads; i++ {
+// NewWorker wraps a started runner that runs threads requests at once and
+// may hold up to slots (>= threads). Slot streams open lazily, on their
+// first request, and again after a broken exchange.
+func NewWorker(ctx context.Context, name string, rpc bridgev1.RunnerClient, info *bridgev1.DescribeResponse, threads, slots int, log zerolog.Logger) *Worker {
+	w := &Worker{Name: name, Info: info, rpc: rpc, log: log, ctx: ctx, threads: max(threads, 1)}
+	for i := 0; i < max(slots, threads); i++ {
 		w.slots = append(w.slots, &Slot{worker: w, index: i})
 	}
 	return w
 }
 
-// Slot is one app thread of a worker, reached over one long-lived Slot
-// stream that carries its requests one after another.
+// Slot is one place for a request in a worker (an app thread, or a turn
+// behind one), reached over one long-lived Slot stream that carries its
+// requests one after another.
 type Slot struct {
 	worker *Worker
 	index  int
+	// since is when the slot's current request was handed out (zero while
+	// free); guarded by the pool's mutex.
+	since time.Time
 
 	mu     sync.Mutex // held by the request using the slot; guards stream
 	stream bridgev1.Runner_SlotClient

@@ -42,7 +42,7 @@ type process struct {
 
 // startProcess execs the runner, completes the go-plugin handshake and calls
 // Describe. Whatever fails, nothing is left running.
-func startProcess(ctx context.Context, cmd Command, name string, threads, workers int, timeout time.Duration, log zerolog.Logger) (*process, error) {
+func startProcess(ctx context.Context, cmd Command, name string, threads, slots, workers int, timeout time.Duration, log zerolog.Logger) (*process, error) {
 	sockDir, err := os.MkdirTemp("", "bridge-"+name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("socket dir: %w", err)
@@ -56,6 +56,9 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, worker
 		plugin.EnvUnixSocketDir+"="+sockDir,
 		"BRIDGE_WORKER="+name,
 		"BRIDGE_THREADS="+strconv.Itoa(threads),
+		// Slot streams bridge may open at once; those past the threads wait
+		// their turn inside the runner (runners/CONTRACT.md).
+		"BRIDGE_SLOTS="+strconv.Itoa(slots),
 		"BRIDGE_WORKERS="+strconv.Itoa(workers),
 	)
 	// Own process group, so a stuck runner and its children can be killed

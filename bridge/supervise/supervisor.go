@@ -17,10 +17,13 @@ import (
 
 // Config says what to run and how many.
 type Config struct {
-	Command      Command
-	Runner       string // runner spec, for logs
-	Workers      int
-	Threads      int
+	Command Command
+	Runner  string // runner spec, for logs
+	Workers int
+	Threads int
+	// Pipeline is how many requests beyond Threads a busy worker may hold
+	// (each on its own Slot stream), waiting their turn inside the runner.
+	Pipeline     int
 	StartTimeout time.Duration
 	Log          zerolog.Logger
 	// Generation numbers worker sets across reloads (0 or 1: the first).
@@ -142,16 +145,23 @@ func (s *Supervisor) workerName(i, restart int) string {
 	return name
 }
 
+// slots is how many Slot streams a worker gets: its threads plus the
+// pipeline, as far as the runner says it accepts them (Describe.slots; a
+// runner that does not say gets one stream per thread).
+func (s *Supervisor) slots(info *bridgev1.DescribeResponse) int {
+	return max(s.cfg.Threads, min(s.cfg.Threads+s.cfg.Pipeline, int(info.GetSlots())))
+}
+
 // startOne starts worker i; it joins dispatch at once if join is set.
 func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) error {
 	name := s.workerName(i, restart)
 	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
-	p, err := startProcess(ctx, s.cfg.Command, name, s.cfg.Threads, s.cfg.Workers, s.cfg.StartTimeout, log)
+	p, err := startProcess(ctx, s.cfg.Command, name, s.cfg.Threads, s.cfg.Threads+s.cfg.Pipeline, s.cfg.Workers, s.cfg.StartTimeout, log)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", name, err)
 	}
 	log = log.With().Int("pid", p.pid()).Logger()
-	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, log)
+	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, s.slots(p.info), log)
 	// Called by dispatch (never blocking) when a stream breaks or the
 	// request limit is reached: either way, look at this worker now.
 	w.OnBroken = func() {

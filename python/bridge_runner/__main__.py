@@ -47,7 +47,10 @@ def parse_args(argv):
     p.add_argument("--app", required=True, metavar="MODULE:CALLABLE",
                    help="the WSGI app, imported from the working directory")
     p.add_argument("--threads", type=int, default=None,
-                   help="slots (app threads) to serve; default $BRIDGE_THREADS or 1")
+                   help="app threads: requests the app runs at once; default $BRIDGE_THREADS or 1")
+    p.add_argument("--slots", type=int, default=None,
+                   help="Slot streams bridge may open (at least --threads; the ones past it "
+                        "wait their turn); default $BRIDGE_SLOTS, else --threads")
     p.add_argument("--grace", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown (default 30)")
     p.add_argument("--validate", action="store_true",
@@ -57,6 +60,9 @@ def parse_args(argv):
         args.threads = _int_env("BRIDGE_THREADS", 1)
     if args.threads < 1:
         p.error("--threads must be at least 1")
+    if args.slots is None:
+        args.slots = _int_env("BRIDGE_SLOTS", args.threads)
+    args.slots = max(args.slots, args.threads)
     return args
 
 
@@ -144,9 +150,9 @@ def main(argv=None):
     gateway = Gateway(app, threads=args.threads, workers=workers)
     if kind == "aio":
         inline = os.environ.get("BRIDGE_PY_INLINE", "1") != "0"
-        server = Server(gateway, spec, args.threads, inline=inline)
+        server = Server(gateway, spec, args.threads, inline=inline, slots=args.slots)
     else:
-        server = Server(gateway, spec, args.threads)
+        server = Server(gateway, spec, args.threads, slots=args.slots)
     try:
         path = server.listen(os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir())
         server.start()
@@ -168,7 +174,7 @@ def main(argv=None):
 
     os.write(handshake_fd, ("1|1|unix|%s|grpc\n" % path).encode())
     os.close(handshake_fd)
-    logs.log("info", "serving %s" % spec, app=spec, threads=args.threads, socket=path, server=kind,
+    logs.log("info", "serving %s" % spec, app=spec, threads=args.threads, slots=args.slots, socket=path, server=kind,
              worker=os.environ.get("BRIDGE_WORKER"))
 
     try:

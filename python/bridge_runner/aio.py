@@ -4,8 +4,11 @@ One thread, "bridge-loop", runs the loop and does all the gRPC work: it
 reads the request frames and writes the response frames of every Slot. The
 app runs
 
-- on that thread itself ("inline") when the worker has one slot and the
-  request's body is complete in its first frame: no thread hand-off at all;
+- on that thread itself ("inline") when the worker has one app thread and
+  the request's body is complete in its first frame: no thread hand-off at
+  all. Slot streams past the first (bridge's --pipeline) wait their turn at
+  the `_app_slots` semaphore; their frames still share the loop's reads,
+  writes and wake-ups with the running request, which is the point;
 - otherwise in one of `threads` app threads ("bridge-slot_N"), which ask
   the loop for each request frame they need and hand it each response frame
   (a `_Job`).
@@ -161,13 +164,13 @@ class _Job:
 class AioServer:
     """The runner's gRPC server around one Gateway, on grpc.aio."""
 
-    def __init__(self, gateway, app_spec, threads, inline=None):
+    def __init__(self, gateway, app_spec, threads, inline=None, slots=None):
         self.gateway = gateway
         self.threads = threads
-        # Inline needs one slot: the loop thread is the app thread then.
+        # Inline needs one app thread: the loop thread is the app thread then.
         self.inline = threads == 1 if inline is None else (inline and threads == 1)
         self.shutdown_requested = threading.Event()
-        self._describe = describe_response(app_spec, threads)
+        self._describe = describe_response(app_spec, threads, slots)
         self._pool = futures.ThreadPoolExecutor(max_workers=threads,
                                                 thread_name_prefix="bridge-slot")
         self._loop = _new_loop()
@@ -262,6 +265,18 @@ class AioServer:
                     frame = None
                     continue
                 await self._app_slots.acquire()
+                try:
+                    # A cancel that came while this request waited its turn
+                    # (bridge --pipeline; an inline app blocks the loop) is
+                    # delivered by the loop: let it run once, so the app
+                    # never sees a request whose client is gone.
+                    await asyncio.sleep(0)
+                except BaseException:
+                    self._app_slots.release()
+                    raise
+                if context.done():
+                    self._app_slots.release()
+                    return
                 req = Request(gw, slot, frame, None)
                 frame = None
                 gw.begin(req.rid)

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crunner.proto\x12\tbridge.v1\"\x11\n\x0f\x44\x65scribeRequest\"\x9d\x01\n\x10\x44\x65scribeResponse\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x18\n\x10language_version\x18\x02 \x01(\t\x12\x11\n\tinterface\x18\x03 \x01(\t\x12\x0b\n\x03\x61pp\x18\x04 \x01(\t\x12\x0f\n\x07threads\x18\x05 \x01(\r\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x0e\n\x06server\x18\x07 \x01(\t\x12\x0f\n\x07running\x18\x08 \x03(\t\"\"\n\x03Var\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"k\n\x0bRequestHead\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x04vars\x18\x02 \x03(\x0b\x32\x0e.bridge.v1.Var\x12\x12\n\nurl_scheme\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x04 \x01(\x03\"O\n\x0cRequestFrame\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.bridge.v1.RequestHead\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x08\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"R\n\x0cResponseHead\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\"\n\x07headers\x18\x03 \x03(\x0b\x32\x11.bridge.v1.Header\"4\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"9\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xb0\x01\n\rResponseFrame\x12%\n\x04head\x18\x01 \x01(\x0b\x32\x17.bridge.v1.ResponseHead\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x1d\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x0f.bridge.v1.File\x12\x1f\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x10.bridge.v1.Error\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x08\x12\r\n\x05\x61\x62ort\x18\x06 \x01(\x08\x12\x0e\n\x06retire\x18\x07 \x01(\x08\x32\x8c\x01\n\x06Runner\x12\x43\n\x08\x44\x65scribe\x12\x1a.bridge.v1.DescribeRequest\x1a\x1b.bridge.v1.DescribeResponse\x12=\n\x04Slot\x12\x17.bridge.v1.RequestFrame\x1a\x18.bridge.v1.ResponseFrame(\x01\x30\x01\x42!Z\x1f\x62ridge/proto/bridge/v1;bridgev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crunner.proto\x12\tbridge.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xac\x01\n\x10\x44\x65scribeResponse\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x18\n\x10language_version\x18\x02 \x01(\t\x12\x11\n\tinterface\x18\x03 \x01(\t\x12\x0b\n\x03\x61pp\x18\x04 \x01(\t\x12\x0f\n\x07threads\x18\x05 \x01(\r\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x0e\n\x06server\x18\x07 \x01(\t\x12\x0f\n\x07running\x18\x08 \x03(\t\x12\r\n\x05slots\x18\t \x01(\r\"\"\n\x03Var\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"k\n\x0bRequestHead\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x04vars\x18\x02 \x03(\x0b\x32\x0e.bridge.v1.Var\x12\x12\n\nurl_scheme\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x04 \x01(\x03\"O\n\x0cRequestFrame\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.bridge.v1.RequestHead\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x08\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"R\n\x0cResponseHead\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\"\n\x07headers\x18\x03 \x03(\x0b\x32\x11.bridge.v1.Header\"4\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"9\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xb0\x01\n\rResponseFrame\x12%\n\x04head\x18\x01 \x01(\x0b\x32\x17.bridge.v1.ResponseHead\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x1d\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x0f.bridge.v1.File\x12\x1f\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x10.bridge.v1.Error\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x08\x12\r\n\x05\x61\x62ort\x18\x06 \x01(\x08\x12\x0e\n\x06retire\x18\x07 \x01(\x08\x32\x8c\x01\n\x06Runner\x12\x43\n\x08\x44\x65scribe\x12\x1a.bridge.v1.DescribeRequest\x1a\x1b.bridge.v1.DescribeResponse\x12=\n\x04Slot\x12\x17.bridge.v1.RequestFrame\x1a\x18.bridge.v1.ResponseFrame(\x01\x30\x01\x42!Z\x1f\x62ridge/proto/bridge/v1;bridgev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runner_pb2', globals())
@@ -24,23 +24,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DESCRIBEREQUEST._serialized_start=27
   _DESCRIBEREQUEST._serialized_end=44
   _DESCRIBERESPONSE._serialized_start=47
-  _DESCRIBERESPONSE._serialized_end=204
-  _VAR._serialized_start=206
-  _VAR._serialized_end=240
-  _REQUESTHEAD._serialized_start=242
-  _REQUESTHEAD._serialized_end=349
-  _REQUESTFRAME._serialized_start=351
-  _REQUESTFRAME._serialized_end=430
-  _HEADER._serialized_start=432
-  _HEADER._serialized_end=469
-  _RESPONSEHEAD._serialized_start=471
-  _RESPONSEHEAD._serialized_end=553
-  _FILE._serialized_start=555
-  _FILE._serialized_end=607
-  _ERROR._serialized_start=609
-  _ERROR._serialized_end=666
-  _RESPONSEFRAME._serialized_start=669
-  _RESPONSEFRAME._serialized_end=845
-  _RUNNER._serialized_start=848
-  _RUNNER._serialized_end=988
+  _DESCRIBERESPONSE._serialized_end=219
+  _VAR._serialized_start=221
+  _VAR._serialized_end=255
+  _REQUESTHEAD._serialized_start=257
+  _REQUESTHEAD._serialized_end=364
+  _REQUESTFRAME._serialized_start=366
+  _REQUESTFRAME._serialized_end=445
+  _HEADER._serialized_start=447
+  _HEADER._serialized_end=484
+  _RESPONSEHEAD._serialized_start=486
+  _RESPONSEHEAD._serialized_end=568
+  _FILE._serialized_start=570
+  _FILE._serialized_end=622
+  _ERROR._serialized_start=624
+  _ERROR._serialized_end=681
+  _RESPONSEFRAME._serialized_start=684
+  _RESPONSEFRAME._serialized_end=860
+  _RUNNER._serialized_start=863
+  _RUNNER._serialized_end=1003
 # @@protoc_insertion_point(module_scope)

@@ -26,13 +26,15 @@ _MAX_SOCKET_PATH = 107
 class Server:
     """The runner's gRPC server around one Gateway."""
 
-    def __init__(self, gateway, app_spec, threads):
+    def __init__(self, gateway, app_spec, threads, slots=None):
         self.gateway = gateway
         self.shutdown_requested = threading.Event()
-        self._describe = describe_response(app_spec, threads)
-        # A thread per slot, plus room for health, Describe, Shutdown and a
-        # replacement Slot that Go opens while a cancelled one winds down.
-        self._pool = futures.ThreadPoolExecutor(max_workers=threads + 4,
+        self._describe = describe_response(app_spec, threads, slots)
+        # A thread per slot (a stream holds one for its whole life; past
+        # `threads` they wait for the gateway's app-thread semaphore), plus
+        # room for health, Describe, Shutdown and a replacement Slot that Go
+        # opens while a cancelled one winds down.
+        self._pool = futures.ThreadPoolExecutor(max_workers=max(slots or 0, threads) + 4,
                                                 thread_name_prefix="bridge-slot")
         # No BDP probing: its PINGs cost both processes a wake-up per
         # response on a local socket (measured: shim 295 -> 235 us/request at
@@ -106,7 +108,7 @@ class Server:
                 pass
 
 
-def describe_response(app_spec, threads):
+def describe_response(app_spec, threads, slots=None):
     """The constant part of every DescribeResponse."""
     return DescribeResponse(
         language="python",
@@ -114,6 +116,7 @@ def describe_response(app_spec, threads):
         interface="wsgi/1.0",
         app=app_spec,
         threads=threads,
+        slots=max(slots or 0, threads),
         pid=os.getpid(),
         server="bridge-wsgi/%s grpcio/%s" % (__version__, grpc.__version__),
     )

@@ -155,8 +155,8 @@ def test_handshake_describe_and_services(shim):
     s = shim(args=("--threads", "3"))
     s.handshake()
     d = s.describe()
-    assert (d.language, d.interface, d.app, d.threads, d.pid) == (
-        "python", "wsgi/1.0", "fixture_app:application", 3, s.proc.pid)
+    assert (d.language, d.interface, d.app, d.threads, d.slots, d.pid) == (
+        "python", "wsgi/1.0", "fixture_app:application", 3, 3, s.proc.pid)
     assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
     assert d.server == "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__
     health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
@@ -472,3 +472,34 @@ def test_validate_flag_wraps_the_app(shim):
     assert len(frames) == 1 and not frames[0].HasField("head")
     assert "Content-Type" in frames[0].error.message
     slot.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pipelined_slots_wait_their_turn(shim, server, threads):
+    """bridge --pipeline: more Slot streams (BRIDGE_SLOTS) than app threads.
+    Every request is served, and the app never runs more than `threads` at
+    once (W33); a request cancelled while it waits never reaches the app."""
+    if server == "aio" and threads > 1:
+        pytest.skip("aio with several threads runs the app in threads: same gate as sync")
+    s = shim(env={"BRIDGE_THREADS": str(threads), "BRIDGE_SLOTS": "5"})
+    s.handshake()
+    assert (s.describe().threads, s.describe().slots) == (threads, 5)
+    slots = [s.slot() for _ in range(4)]
+    for i, sl in enumerate(slots):
+        sl.send(head(path="/turn", rid="t%d" % i, extra=[("QUERY_STRING", "turn")]))
+    most = [int(b"".join(f.body for f in sl.response())) for sl in slots]
+    assert max(most) == threads, most
+    # One request holds the only thread; the next waits, is cancelled, and
+    # must never run.
+    if threads == 1:
+        busy, waiting = slots[0], slots[1]
+        busy.send(head(path="/slow", rid="busy", extra=[("QUERY_STRING", "0.3")]))
+        time.sleep(0.1)
+        waiting.send(head(path="/turn", rid="gone", extra=[("QUERY_STRING", "gone")]))
+        time.sleep(0.05)
+        waiting.call.cancel()
+        assert b"".join(f.body for f in busy.response()) == b"slow done"
+        time.sleep(0.1)
+        assert slots[2].get("/seen", rid="seen", query="gone")[0] == b"0"
+    for sl in slots:
+        sl.close()

@@ -84,7 +84,13 @@ type DescribeResponse struct {
 	// the id is gone; a runner that keeps it past --cancel-grace (or cannot
 	// answer) is sent SIGUSR1, which must log every thread's stack, and is
 	// replaced. A runner that leaves this empty is trusted to let go.
-	Running       []string `protobuf:"bytes,8,rep,name=running,proto3" json:"running,omitempty"`
+	Running []string `protobuf:"bytes,8,rep,name=running,proto3" json:"running,omitempty"`
+	// Slot streams the runner accepts at once, `threads` of them running the
+	// app and the rest waiting their turn, first come first served (it is
+	// told BRIDGE_SLOTS). bridge pipelines requests (--pipeline) only up to
+	// this; 0 means `threads`: a runner that predates pipelining gets one
+	// stream per app thread, as before.
+	Slots         uint32 `protobuf:"varint,9,opt,name=slots,proto3" json:"slots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -173,6 +179,13 @@ func (x *DescribeResponse) GetRunning() []string {
 		return x.Running
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetSlots() uint32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
 }
 
 // One request variable: a CGI meta-variable as nginx's uwsgi module sends it.
@@ -720,7 +733,7 @@ var File_bridge_v1_runner_proto protoreflect.FileDescriptor
 const file_bridge_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"\x16bridge/v1/runner.proto\x12\tbridge.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xe7\x01\n" +
+	"\x0fDescribeRequest\"\xfd\x01\n" +
 	"\x10DescribeResponse\x12\x1a\n" +
 	"\blanguage\x18\x01 \x01(\tR\blanguage\x12)\n" +
 	"\x10language_version\x18\x02 \x01(\tR\x0flanguageVersion\x12\x1c\n" +
@@ -729,7 +742,8 @@ const file_bridge_v1_runner_proto_rawDesc = "" +
 	"\athreads\x18\x05 \x01(\rR\athreads\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x16\n" +
 	"\x06server\x18\a \x01(\tR\x06server\x12\x18\n" +
-	"\arunning\x18\b \x03(\tR\arunning\"/\n" +
+	"\arunning\x18\b \x03(\tR\arunning\x12\x14\n" +
+	"\x05slots\x18\t \x01(\rR\x05slots\"/\n" +
 	"\x03Var\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x96\x01\n" +

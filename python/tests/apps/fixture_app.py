@@ -10,6 +10,9 @@ print("HTTP/1.1 200 OK\r\n\r\n", flush=True)
 
 _lock = threading.Lock()
 CLOSES = {}
+SEEN = {}
+_INSIDE = 0
+_MOST = 0
 
 
 class Endless:
@@ -92,6 +95,23 @@ def application(environ, start_response):
     if path == "/file":
         start_response("200 OK", text)
         return environ["wsgi.file_wrapper"](CountingFile(__file__, "rb"))
+    if path == "/turn":
+        # Pipelined slots: how many requests the app ran at once, at most.
+        global _INSIDE, _MOST
+        with _lock:
+            SEEN[qs] = SEEN.get(qs, 0) + 1
+            _INSIDE += 1
+            _MOST = max(_MOST, _INSIDE)
+        time.sleep(0.05)
+        with _lock:
+            _INSIDE -= 1
+            most = _MOST
+        start_response("200 OK", text)
+        return [str(most).encode()]
+    if path == "/seen":
+        start_response("200 OK", text)
+        with _lock:
+            return [str(SEEN.get(qs, 0)).encode()]
     if path == "/thread":
         start_response("200 OK", text)
         return [threading.current_thread().name.encode()]

@@ -16,6 +16,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :pid, :int32, 6
       optional :server, :string, 7
       repeated :running, :string, 8
+      optional :slots, :uint32, 9
     end
     add_message "bridge.v1.Var" do
       optional :name, :bytes, 1
