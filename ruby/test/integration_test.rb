@@ -19,10 +19,11 @@ class IntegrationTest < Minitest::Test
   include SlotHelpers
   ROOT = File.expand_path('..', __dir__)
 
-  def start(app, threads: 2, extra: {})
+  def start(app, threads: 2, slots: nil, extra: {})
     @dir = Dir.mktmpdir('rack-runner')
     env = extra.merge('BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_UNIX_SOCKET_DIR' => @dir, 'BRIDGE_THREADS' => threads.to_s,
             'BRIDGE_WORKERS' => '1', 'RUBYLIB' => File.join(ROOT, 'lib'))
+    env['BRIDGE_SLOTS'] = slots.to_s if slots
     @out_r, out_w = IO.pipe
     @err_r, err_w = IO.pipe
     @pid = Process.spawn(env, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'), '--app', app,
@@ -30,7 +31,8 @@ class IntegrationTest < Minitest::Test
     out_w.close
     err_w.close
     @err = +''
-    @err_thread = Thread.new { @err << @err_r.read.to_s }
+    # Line by line, so that a test can wait for a log line.
+    @err_thread = Thread.new { @err_r.each_line { |l| @err << l } }
     line = Timeout.timeout(15) { @out_r.gets }
     line
   end
@@ -63,6 +65,7 @@ class IntegrationTest < Minitest::Test
     assert_equal 'ruby', d.language
     assert_equal 'rack/2.2', d.interface
     assert_equal 2, d.threads
+    assert_equal 2, d.slots, 'no BRIDGE_SLOTS: one stream per thread'
     assert_equal @pid, d.pid
     frames = [Bridge::V1::RequestFrame.new(head: head(path: '/x'), end: true)]
     out = stub.slot(frames).to_a
@@ -210,6 +213,60 @@ class IntegrationTest < Minitest::Test
     assert_equal 1, app.size, 'the thread in the app carries its request id'
     assert_match(/stream\.ru:\d+:in `sleep'/, app[0]['traceback'])
     assert(dumps.any? { |r| r['traceback'].include?("in `read'") && r['traceback'].include?('main.rb') }, 'the main thread')
+  end
+
+  def test_gate_one_thread_four_slots_serves_one_request_at_a_time
+    line = start('turns.ru', threads: 1, slots: 4)
+    stub = stub_for(line)
+    t0 = Time.now
+    res = 4.times.map do |i|
+      Thread.new { stub.slot([Bridge::V1::RequestFrame.new(head: head(request_id: "rid-#{i}"), end: true)]).to_a }
+    end.map(&:value)
+    # Each body is how many requests were in the app when it entered.
+    assert_equal %w[1 1 1 1], res.map { |o| o.map(&:body).join }, 'never two requests in the app at once'
+    assert(res.all? { |o| o.last.end })
+    assert_operator Time.now - t0, :>=, 0.4, 'four 0.1 s requests one after another'
+    assert stop&.success?
+    @err_thread.join(5)
+    rec = @err.lines.map { |l| JSON.parse(l) }.find { |r| r['message'].start_with?('serving ') }
+    assert_equal [1, 4], [rec['threads'], rec['slots']]
+    assert_equal 4, @err.scan(/app got rid-\d/).size
+  end
+
+  def test_gate_request_cancelled_while_it_waits_never_reaches_the_app
+    stub = stub_for(start('turns.ru', threads: 1, slots: 2))
+    assert_equal [1, 2], stub.describe(Bridge::V1::DescribeRequest.new).then { |d| [d.threads, d.slots] }
+    describe = -> { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a }
+    _op, a = nap(stub, 1, 'rid-a')
+    wait_until('rid-a to be in the app') { describe.call == ['rid-a'] }
+    op, b = nap(stub, 0, 'rid-b')
+    sleep 0.2 # rid-b waits at the gate for the one thread
+    assert_equal ['rid-a'], describe.call, 'a waiting request is not in the app'
+    op.cancel
+    wait_until('rid-b to leave the queue', 2) { @err.include?('request cancelled before it started') }
+    assert_equal ['rid-a'], describe.call, 'noticed while rid-a was still in the app'
+    assert_equal '1', a.value.map(&:body).join
+    assert_kind_of GRPC::Cancelled, b.value
+    out = stub.slot([Bridge::V1::RequestFrame.new(head: head(request_id: 'rid-c'), end: true)]).to_a
+    assert_equal '1', out.map(&:body).join, 'the turn rid-b gave up is not lost'
+    assert stop&.success?
+    @err_thread.join(5)
+    refute_includes @err, 'app got rid-b'
+    assert_includes @err, 'app got rid-c'
+    rec = JSON.parse(@err.lines.find { |l| l.include?('request cancelled before it started') })
+    assert_equal 'rid-b', rec['request_id']
+  end
+
+  def test_G25_sigterm_finishes_a_request_waiting_at_the_gate
+    stub = stub_for(start('turns.ru', threads: 1, slots: 2))
+    _op, a = nap(stub, 0.3, 'rid-a')
+    wait_until('rid-a to be in the app') { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a == ['rid-a'] }
+    # Longer than RpcServer#stop waits for calls (poll_period, 1 s).
+    _op, b = nap(stub, 1.5, 'rid-b')
+    sleep 0.1
+    st = stop
+    assert_equal %w[1 1], [a, b].map { |t| t.value.map(&:body).join }
+    assert st&.success?
   end
 
   def test_refuses_without_cookie

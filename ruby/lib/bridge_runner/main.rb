@@ -8,10 +8,11 @@ module BridgeRunner
     module_function
 
     def run(argv)
-      opts = { app: 'config.ru', threads: nil }
+      opts = { app: 'config.ru', threads: nil, slots: nil }
       OptionParser.new do |o|
         o.on('--app FILE') { |v| opts[:app] = v }
         o.on('--threads N', Integer) { |v| opts[:threads] = v }
+        o.on('--slots N', Integer) { |v| opts[:slots] = v }
         o.on('--lint') { opts[:lint] = true }
       end.parse!(argv)
       log_io = $stderr.dup
@@ -28,6 +29,10 @@ module BridgeRunner
       end
       threads = opts[:threads] || Integer(ENV['BRIDGE_THREADS'] || '1', exception: false) || 1
       threads = 1 if threads < 1
+      # Slot streams bridge may keep open (--pipeline): the ones past the
+      # threads hold requests that wait at the gate for an app thread.
+      slots = opts[:slots] || Integer(ENV['BRIDGE_SLOTS'] || '', exception: false) || threads
+      slots = threads if slots < threads
       workers = Integer(ENV['BRIDGE_WORKERS'] || '1', exception: false) || 1
 
       # G7: keep the real stdout for the handshake; fd 1 and $stdout become logs.
@@ -95,13 +100,21 @@ module BridgeRunner
                    else
                      "rack/#{Rack::RELEASE.split('.')[0, 2].join('.')}"
                    end,
-        app: opts[:app], threads: threads, pid: Process.pid,
+        # slots: bridge pipelines requests onto this runner only up to it.
+        app: opts[:app], threads: threads, slots: slots, pid: Process.pid,
         server: "bridge-rack/#{VERSION} grpc/#{GRPC::VERSION} rack/#{Rack::RELEASE}"
       }
-      factory = -> { Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker) }
+      # No gate when every stream has a thread: nothing to wait for.
+      gate = Gate.new(threads) if slots > threads
+      factory = lambda do
+        Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker, gate: gate)
+      end
       # No BDP pings: bridge fixes its windows (4 MiB stream, 16 MiB
       # connection) and a unix socket has no bandwidth-delay product to find.
-      server = GRPC::RpcServer.new(pool_size: threads + 4, max_waiting_requests: 1000, poll_period: 1,
+      # A pool thread per stream, waiting ones included (RpcServer refuses a
+      # call it has no thread for), and 4 for Describe, Health, Shutdown and
+      # a replacement stream opened while a cancelled one winds down.
+      server = GRPC::RpcServer.new(pool_size: slots + 4, max_waiting_requests: 1000, poll_period: 1,
                                    server_args: { 'grpc.http2.bdp_probe' => 0 })
       ENV.delete('GRPC_POLL_STRATEGY') if poll_env
       path = File.join(sock_dir, "rack-#{Process.pid}.sock")
@@ -116,7 +129,8 @@ module BridgeRunner
       trap('INT') { stop.call }
       # Log takes a Mutex, which trap context forbids: a thread writes.
       trap('USR1') { Thread.new { log_stacks } }
-      Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s) on #{path}")
+      Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s), #{slots} slot(s) on #{path}",
+               threads: threads, slots: slots)
       handshake.write("1|1|unix|#{path}|grpc\n")
       handshake.close
 
@@ -125,8 +139,10 @@ module BridgeRunner
       grace = Float(ENV['BRIDGE_GRACE'] || '30', exception: false) || 30.0
       deadline = Time.now + grace
       lock.synchronize do
-        while active.positive? && (left = deadline - Time.now).positive?
-          idle.wait(lock, left)
+        # Requests waiting at the gate are in flight too; they do not
+        # signal idle, so look again every 50 ms while there are some.
+        while (active.positive? || gate&.busy?) && (left = deadline - Time.now).positive?
+          idle.wait(lock, gate ? [left, 0.05].min : left)
         end
       end
       Thread.new { sleep 5; exit!(0) }

@@ -48,13 +48,16 @@ module BridgeRunner
       if (active = DirectStream.active_call(view))
         view.send_initial_metadata
         io = DirectStream.new(active.instance_variable_get(:@call))
+        status_sent = false
         begin
           slot.run(io) { |frame, fin| io.write(frame, fin) }
           io.flush
+          status_sent = io.finish
         rescue GRPC::Core::CallError
           nil # the call went away (cancelled): nothing more can be sent
         ensure
           active.send(:set_input_stream_done) # lets gRPC close the call after the status
+          active.send(:set_output_stream_done) if status_sent
         end
         return []
       end
@@ -71,6 +74,7 @@ module BridgeRunner
   class DirectStream
     OPS = GRPC::Core::CallOps
     RECV = { OPS::RECV_MESSAGE => nil }.freeze
+    RECV_CLOSE = { OPS::RECV_CLOSE_ON_SERVER => nil }.freeze
 
     # The ActiveCall behind ruby-grpc's MultiReqView, or nil when this gRPC
     # is not shaped as expected (then the generic reader is used).
@@ -122,6 +126,37 @@ module BridgeRunner
       frame = @pending
       @pending = nil
       send_frame(frame)
+    end
+
+    # Calls on_gone, from a thread of its own, once the call is cancelled or
+    # its connection lost, for a request that waits for an app thread and
+    # reads nothing meanwhile. Started the first time one waits; it lasts as
+    # long as the stream and costs a request nothing. RECV_CLOSE_ON_SERVER
+    # completes only when the call ends, and this stream sends its status
+    # only in #finish: completing before that means the call is gone.
+    def watch(&on_gone)
+      @watch ||= Thread.new do
+        Thread.current.name = 'bridge-slot-watch'
+        begin
+          @call.run_batch(RECV_CLOSE)
+        rescue GRPC::Core::CallError
+          nil
+        end
+        on_gone.call unless @finished
+      end
+    end
+
+    # Ends the call with status OK once the stream is over. Only needed when
+    # #watch took the call's one RECV_CLOSE_ON_SERVER: ruby-grpc's own
+    # status batch holds another and fails (it logs to GRPC.logger, silent
+    # unless the app set one); without a watch it sends the status as ever.
+    # Returns true if it sent the status, once the watch is over (the call
+    # may then be closed).
+    def finish
+      return false unless @watch
+      @finished = true
+      @call.run_batch(OPS::SEND_STATUS_FROM_SERVER => Struct::Status.new(GRPC::Core::StatusCodes::OK, 'OK', {}))
+      !@watch.join(5).nil? # closing the call under a batch would be unsafe
     end
 
     private

@@ -7,6 +7,7 @@ require 'rack'
 require 'bridge_runner/log'
 require 'bridge_runner/input'
 require 'bridge_runner/wire'
+require 'bridge_runner/gate'
 
 module BridgeRunner
   class AppError < StandardError
@@ -40,13 +41,16 @@ module BridgeRunner
 
     attr_reader :app
 
-    # opts: :threads, :workers, :rack3, :lint
-    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil)
+    # opts: :threads, :workers, :rack3, :lint; gate: a Gate shared by the
+    # runner's Slots when it has more of them than threads (nil: none).
+    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil, gate: nil)
       @app = lint ? Rack::Lint.new(app) : app
       @threads = threads
       @workers = workers
       @rack3 = rack3
       @tracker = tracker
+      @gate = gate
+      @turn = gate && Gate::Turn.new
       @lower = {}
       # The env keys that are the same for every request of this slot; each
       # request's env starts as a copy of it.
@@ -85,6 +89,11 @@ module BridgeRunner
         end
         next unless frame.head # stray body/end frames of a finished request
         rid = frame.head.request_id
+        if @gate && !@gate.enter(@turn) { watch(reqs) }
+          # Nothing can be sent on a cancelled stream: it just ends.
+          Log.info('request cancelled before it started', request_id: rid)
+          return
+        end
         @tracker&.call(1, rid)
         begin
           serve_one(frame, reqs, &out)
@@ -92,8 +101,18 @@ module BridgeRunner
           # A cancelled call gets here too, once the app has returned: gRPC
           # stops taking frames and the enumerator unwinds through here.
           @tracker&.call(-1, rid)
+          # After body.close and rack.response_finished: they are app work.
+          @gate&.leave
         end
       end
+    end
+
+    # A request waiting at the gate reads nothing from its stream, so a
+    # cancel would go unseen until the app had run for nothing. DirectStream
+    # can watch its call; with ruby-grpc's own reader (the fallback) the
+    # cancel shows when the response is written, as before.
+    def watch(reqs)
+      reqs.watch { @gate.cancel(@turn) } if reqs.respond_to?(:watch)
     end
 
     def serve_one(first, reqs, &out)
