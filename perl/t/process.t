@@ -177,7 +177,7 @@ sub describe {
     Bridge::Runner::Proto::_each_field(\$msg, sub {
         my ($num, $v) = @_;
         return push @{ $d{running} }, $v if $num == 8;
-        $d{ (qw(x language language_version interface app threads pid server))[$num] } = $v;
+        $d{ (qw(x language language_version interface app threads pid server running slots))[$num] } = $v;
     });
     return \%d;
 }
@@ -189,6 +189,7 @@ subtest 'Describe' => sub {
     is $d{interface}, 'psgi/1.1', 'interface';
     is $d{app}, $APP, 'app';
     is $d{threads}, 1, 'threads 1 although 2 were asked for';
+    is $d{slots}, 2, 'slots: one per thread asked for, without BRIDGE_SLOTS';
     is $d{pid}, $p->{pid}, 'pid';
     like $d{server}, qr{^bridge-psgi/0\.1 Protocol::HTTP2/1\.\d+$}, 'server';
     is_deeply $d{running}, [], 'running: none while idle';
@@ -249,6 +250,44 @@ subtest 'two slots: served one at a time, in arrival order' => sub {
     cmp_ok $tb, '>=', 0.45, 'slot b waited for slot a (no concurrent app calls, psgi.multithread false)';
     is decode_response($a->{messages}[0])->{body}, 'slept', 'a';
     is decode_response($b->{messages}[0])->{body}, 'hello world', 'b';
+};
+
+subtest 'pipelined slots: six streams at once, one request each, served one at a time in arrival order' => sub {
+    my $p = start_runner(env => { BRIDGE_THREADS => 1, BRIDGE_SLOTS => 6 });
+    my $c = GRPCClient->new(socket_of($p));
+    my %d = %{ describe($c) };
+    is_deeply [ @d{qw(threads slots)} ], [ 1, 6 ], 'Describe: threads 1, slots 6';
+    my @st = map { $c->open_stream('/bridge.v1.Runner/Slot') } 1 .. 6;
+    # Sent together: five wait their turn while the first runs (50 ms).
+    $c->send_msg($st[$_], request_bytes(path => '/turn', rid => "turn-$_")) for 0 .. 5;
+    $c->wait_for(sub { !grep { !@{ $_->{messages} } } @st }, 10, 'six responses');
+    my @f = map { decode_response($_->{messages}[0]) } @st;
+    is_deeply [ map { $_->{body} } @f ], [ ('turned') x 6 ], 'all six complete';
+    ok !(grep { !$_->{end} } @f), '... each with its end';
+    open my $fh, '<', "$p->{dir}/turns.log" or die "no turns.log";
+    chomp(my @log = <$fh>);
+    is_deeply \@log, [ map { ("enter turn-$_", "leave turn-$_") } 0 .. 5 ], 'one at a time, first come first served';
+    my ($serving) = grep { ($_->{message} // '') =~ /^serving / } log_records($p);
+    is_deeply [ @$serving{qw(threads slots)} ], [ 1, 6 ], 'the start line says threads and slots';
+    ok !(grep { ($_->{message} // '') =~ /asked for/ } log_records($p)), 'and nothing about them otherwise';
+    kill 'TERM', $p->{pid};
+    is wait_exit($p, 10), 0, 'exit 0';
+};
+
+subtest 'slots: below the threads or invalid means one per thread; past the bound the runner refuses' => sub {
+    for my $slots ('1', 'many') {
+        my $p = start_runner(env => { BRIDGE_THREADS => 3, BRIDGE_SLOTS => $slots });
+        is describe(GRPCClient->new(socket_of($p)))->{slots}, 3, "BRIDGE_SLOTS=$slots with 3 threads: 3";
+        my ($rec) = grep { ($_->{message} // '') =~ /threads asked for/ } log_records($p);
+        like $rec->{message}, qr/one request at a time .* its 3 slots wait their turn/, 'threads > 1: still one at a time';
+        kill 'TERM', $p->{pid};
+        wait_exit($p, 10);
+    }
+    my $p = start_runner(env => { BRIDGE_SLOTS => 1000 });
+    ok !defined $p->{handshake}, 'BRIDGE_SLOTS=1000: no handshake';
+    is wait_exit($p) >> 8, 1, 'exit 1';
+    my ($rec) = grep { ($_->{level} // '') eq 'error' } log_records($p);
+    like $rec->{message}, qr/^1000 slots asked for: the PSGI runner takes at most 128 Slot streams/, 'says why';
 };
 
 subtest 'G4 G16 a request cancelled while it waits for the app thread never starts' => sub {

@@ -75,6 +75,16 @@ my %routes = (
         print $fh "touched\n";
         [ 200, [ 'Content-Type' => 'text/plain' ], [ 'touched' ] ];
     },
+    # Logs its entry and exit with its request id (several slots at once).
+    '/turn' => sub {
+        my $env = shift;
+        my $log = "$ENV{BRIDGE_TEST_DIR}/turns.log";
+        my $say = sub { open my $fh, '>>', $log or die $!; print $fh "$_[0] $env->{'bridge.request_id'}\n" };
+        $say->('enter');
+        Time::HiRes::sleep(0.05);
+        $say->('leave');
+        [ 200, [ 'Content-Type' => 'text/plain' ], [ 'turned' ] ];
+    },
     '/file' => sub {
         open my $fh, '<', "$ENV{BRIDGE_TEST_DIR}/file.txt" or die $!;
         [ 200, [ 'Content-Type' => 'text/plain' ], $fh ];

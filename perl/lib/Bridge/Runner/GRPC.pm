@@ -46,6 +46,12 @@ our $PRUNE_AFTER = 60;
 # gRPC status codes used here.
 use constant { OK => 0, INTERNAL => 13, UNIMPLEMENTED => 12 };
 
+# Streams one connection may have open at once (1.10's default is 100).
+# Slots are long-lived; bridge keeps up to --threads + --pipeline of them
+# open, plus Describe and Health calls and, briefly, the replacement of a
+# cancelled slot.
+use constant MAX_STREAMS => 256;
+
 # unix socket paths are limited to sizeof(sun_path) - 1 bytes on Linux.
 use constant MAX_SOCKET_PATH => 107;
 
@@ -69,9 +75,7 @@ sub new {
         listener => undef,
         path     => undef,
         settings => {
-            # Slots are long-lived, so this is about health checks and
-            # Describe; 1.10's default of 100 would be enough too.
-            &SETTINGS_MAX_CONCURRENT_STREAMS => 256,
+            &SETTINGS_MAX_CONCURRENT_STREAMS => MAX_STREAMS,
             # Request bodies arrive in chunks of up to 256 KiB: a larger
             # window than 64 KiB saves Go waiting for WINDOW_UPDATEs.
             &SETTINGS_INITIAL_WINDOW_SIZE => 1 << 20,

@@ -1,5 +1,5 @@
 package Bridge::Runner::Main;
-# perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--lint]
+# perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--slots N] [--lint]
 #
 # Start-up order (runners/CONTRACT.md): check the cookie; keep a copy of
 # stdout for the handshake and point fd 1 and STDOUT/STDERR at the log; load
@@ -16,13 +16,19 @@ use Getopt::Long ();
 use Scalar::Util ();
 use Time::HiRes ();
 use overload ();
+use Bridge::Runner::GRPC ();
 use Bridge::Runner::Log;
 
 use constant COOKIE => ('BRIDGE_PLUGIN', 'runner-v1');
+# Slot streams taken at most: half of what one HTTP/2 connection may have
+# open (Bridge::Runner::GRPC::MAX_STREAMS), so that each can have a
+# replacement opened while a cancelled one winds down, and Describe and
+# Health calls still fit. bridge itself opens at most 64.
+use constant MAX_SLOTS => Bridge::Runner::GRPC::MAX_STREAMS / 2;
 
 sub usage {
     return <<'USAGE';
-usage: perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--grace S] [--lint]
+usage: perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--slots N] [--grace S] [--lint]
 
 bridge's PSGI runner, a go-plugin gRPC plugin started by bridge (it refuses
 to run without BRIDGE_PLUGIN=runner-v1). See perl/README.md.
@@ -34,7 +40,7 @@ sub main {
     my %opt = (grace => 30);
     Getopt::Long::Configure(qw(no_ignore_case no_auto_abbrev));
     my $parsed = Getopt::Long::GetOptionsFromArray(\@argv, \%opt,
-        'app=s', 'threads=i', 'grace=f', 'lint', 'help');
+        'app=s', 'threads=i', 'slots=i', 'grace=f', 'lint', 'help');
     if ($opt{help}) {
         print STDERR usage();
         return 0;
@@ -55,6 +61,19 @@ sub main {
         return 1;
     }
     my $threads = $opt{threads} // $ENV{BRIDGE_THREADS} // 1;
+    $threads = 1 unless $threads =~ /^\d+$/ && $threads >= 1;
+    # Slot streams bridge may keep open (its --pipeline): missing, invalid or
+    # fewer than the threads means one per thread.
+    my $slots = $opt{slots} // $ENV{BRIDGE_SLOTS} // '';
+    $slots = $threads unless $slots =~ /^\d+$/ && $slots >= $threads;
+    $slots += 0;
+    if ($slots > MAX_SLOTS) {
+        Bridge::Runner::Log::log(error => "$slots slots asked for: the PSGI runner takes at most " . MAX_SLOTS
+              . ' Slot streams (its HTTP/2 connection allows ' . Bridge::Runner::GRPC::MAX_STREAMS
+              . ' streams at once, with room for replacements of cancelled ones and other calls); '
+              . 'lower bridge\'s --threads + --pipeline');
+        return 1;
+    }
     my $workers = $ENV{BRIDGE_WORKERS} // 1;
     $workers = 1 unless $workers =~ /^\d+$/;
 
@@ -76,15 +95,17 @@ sub main {
         require Plack::Middleware::Lint;
         $app = Plack::Middleware::Lint->wrap($app);
     }
-    if ($threads =~ /^\d+$/ && $threads > 1) {
-        Bridge::Runner::Log::log(info => "$threads threads asked for: the PSGI runner serves one request at a time "
-              . "(psgi.multithread is false); requests on its slots wait their turn");
+    # Several slots are the normal case (bridge's --pipeline) and say
+    # nothing; threads would suggest app calls at once, which never happen.
+    if ($threads > 1) {
+        Bridge::Runner::Log::log(info => "$threads threads asked for: the PSGI runner runs one request at a time "
+              . "(psgi.multithread is false); the requests on its $slots slots wait their turn");
     }
 
     require Bridge::Runner::PSGI;
     require Bridge::Runner::Service;
     my $psgi    = Bridge::Runner::PSGI->new(app => $app, workers => $workers);
-    my $service = Bridge::Runner::Service->new(psgi => $psgi, app_name => $opt{app});
+    my $service = Bridge::Runner::Service->new(psgi => $psgi, app_name => $opt{app}, slots => $slots);
     my $path = eval { $service->listen($ENV{PLUGIN_UNIX_SOCKET_DIR} || File::Spec->tmpdir) };
     if (!defined $path) {
         Bridge::Runner::Log::log(error => 'cannot start the gRPC server: ' . Bridge::Runner::Log::text("$@"));
@@ -96,7 +117,7 @@ sub main {
     syswrite($handshake, "1|1|unix|$path|grpc\n");
     close $handshake;
     Bridge::Runner::Log::log(info => "serving $opt{app}", app => $opt{app}, socket => $path,
-        worker => $ENV{BRIDGE_WORKER}, workers => $workers + 0);
+        worker => $ENV{BRIDGE_WORKER}, workers => $workers + 0, threads => $threads + 0, slots => $slots);
 
     $service->run;
     Bridge::Runner::Log::log(info => 'stopped');

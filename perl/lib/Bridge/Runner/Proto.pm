@@ -23,6 +23,7 @@ our %FIELDS = (
         interface => [3, 'string'], app => [4, 'string'],
         threads => [5, 'uint32'], pid => [6, 'int32'], server => [7, 'string'],
         running => [8, 'string'],    # repeated
+        slots => [9, 'uint32'],
     },
     Var          => { name => [1, 'bytes'], value => [2, 'bytes'] },
     RequestHead  => {
@@ -175,6 +176,7 @@ sub encode_describe_response {
     $out .= _ld('DescribeResponse.server', _utf8($d->{server})) if defined $d->{server} && length $d->{server};
     # Repeated: every element goes out, an empty one too.
     $out .= _ld('DescribeResponse.running', _utf8($_)) for @{ $d->{running} || [] };
+    $out .= $TAG{'DescribeResponse.slots'} . _varint($d->{slots}) if $d->{slots};
     return $out;
 }
 

@@ -22,6 +22,9 @@ sub new {
             interface        => 'psgi/1.1',
             app              => $a{app_name},
             threads          => 1,
+            # bridge keeps up to this many Slot streams open (BRIDGE_SLOTS);
+            # their requests are served one at a time all the same.
+            slots            => $a{slots} || 1,
             pid              => $$,
             server           => "bridge-psgi/$VERSION Protocol::HTTP2/$Protocol::HTTP2::VERSION",
         },
