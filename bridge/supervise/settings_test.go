@@ -26,3 +26,13 @@ func TestSlotsFollowTheRunner(t *testing.T) {
 		}
 	}
 }
+
+func TestMallocDefaultsKeepTheUsersSettings(t *testing.T) {
+	got := mallocDefaults([]string{"PATH=/bin", "MALLOC_TRIM_THRESHOLD_=1"})
+	if len(got) != 1 || got[0] != "MALLOC_MMAP_THRESHOLD_=4194304" {
+		t.Fatalf("got %q: want only the mmap threshold added", got)
+	}
+	if got := mallocDefaults(nil); len(got) != 2 {
+		t.Fatalf("got %q: want both settings", got)
+	}
+}
