@@ -76,6 +76,11 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 // exchange does the frame work. clean is false when the stream can no longer
 // carry the next request.
 func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request, rw request.ResponseWriter, res *Result, log zerolog.Logger) (clean bool, err error) {
+	if c := s.codec; c != nil {
+		// The last frame's body is written by now: its buffer goes back to
+		// gRPC's pool instead of waiting for the slot's next request.
+		defer c.release()
+	}
 	first := &bridgev1.RequestFrame{
 		Head: &bridgev1.RequestHead{
 			RequestId:     req.ID,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	bridgev1 "bridge/proto/bridge/v1"
 )
@@ -78,6 +79,7 @@ type Slot struct {
 	mu     sync.Mutex // held by the request using the slot; guards stream
 	stream bridgev1.Runner_SlotClient
 	cancel context.CancelFunc
+	codec  *frameCodec // the stream's; holds the last response frame's buffer
 	// abandoned is the id of a request whose stream was cancelled while the
 	// app may still be running it; Release then waits for the app to let go
 	// and calls the worker stuck if it still runs the request at stuckAt
@@ -109,12 +111,13 @@ func (s *Slot) open() error {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(s.worker.ctx)
-	st, err := s.worker.rpc.Slot(ctx)
+	codec := newFrameCodec()
+	st, err := s.worker.rpc.Slot(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
 		cancel()
 		return fmt.Errorf("open slot %d on %s: %w", s.index, s.worker.Name, err)
 	}
-	s.stream, s.cancel = st, cancel
+	s.stream, s.cancel, s.codec = st, cancel, codec
 	return nil
 }
 
@@ -124,7 +127,7 @@ func (s *Slot) reset() {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	s.stream, s.cancel = nil, nil
+	s.stream, s.cancel, s.codec = nil, nil, nil
 }
 
 // broken takes the worker out of dispatch until its supervisor has checked
