@@ -47,13 +47,9 @@ func (c *frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	c.release()
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	body, err := c.decode(buf.ReadOnlyData(), f)
-	if err != nil {
-		buf.Free()
+	if err != nil || body == nil {
+		buf.Free() // nothing refers to it
 		return err
-	}
-	if body == nil {
-		buf.Free()
-		return nil
 	}
 	f.Body = body
 	c.held = buf

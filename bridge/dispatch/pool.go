@@ -44,12 +44,12 @@ func (p *Pool) Add(w *Worker) {
 	for _, s := range w.slots {
 		w.free = append(w.free, s)
 	}
-	now := time.Now()
-	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(now, w.busy) {
+	var now time.Time
+	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(&now, w.busy) {
 		s := w.free[len(w.free)-1]
 		w.free = w.free[:len(w.free)-1]
 		w.busy++
-		p.handToWaiter(s, now)
+		p.handToWaiter(s, &now)
 	}
 }
 
@@ -85,12 +85,12 @@ func (p *Pool) Resume(w *Worker) {
 		return
 	}
 	w.suspended = false
-	now := time.Now()
-	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(now, w.busy) {
+	var now time.Time
+	for len(p.waiters) > 0 && len(w.free) > 0 && w.takes(&now, w.busy) {
 		s := w.free[len(w.free)-1]
 		w.free = w.free[:len(w.free)-1]
 		w.busy++
-		p.handToWaiter(s, now)
+		p.handToWaiter(s, &now)
 	}
 }
 
@@ -170,8 +170,9 @@ func (p *Pool) Release(s *Slot) {
 		go w.awaitLetGo(s, id, s.stuckAt)
 		return
 	}
-	if now := time.Now(); len(p.waiters) > 0 && !w.suspended && w.takes(now, w.busy-1) {
-		p.handToWaiter(s, now)
+	var now time.Time
+	if len(p.waiters) > 0 && !w.suspended && w.takes(&now, w.busy-1) {
+		p.handToWaiter(s, &now)
 		return
 	}
 	w.busy--
@@ -193,9 +194,10 @@ func (p *Pool) reinstate(s *Slot) {
 	if w.removed {
 		return
 	}
-	if now := time.Now(); len(p.waiters) > 0 && !w.suspended && w.takes(now, w.busy) {
+	var now time.Time
+	if len(p.waiters) > 0 && !w.suspended && w.takes(&now, w.busy) {
 		w.busy++
-		p.handToWaiter(s, now)
+		p.handToWaiter(s, &now)
 		return
 	}
 	w.free = append(w.free, s)
@@ -235,11 +237,21 @@ func (p *Pool) Busy(w *Worker) int {
 	return w.busy
 }
 
-func (p *Pool) handToWaiter(s *Slot, now time.Time) {
+func (p *Pool) handToWaiter(s *Slot, now *time.Time) {
 	ch := p.waiters[0]
 	p.waiters = p.waiters[1:]
-	s.since = now
+	s.since = clock(now)
 	ch <- s
+}
+
+// clock returns *now, reading the clock first if it is still zero: one
+// reading serves a whole pass under the pool's mutex, and none is taken on
+// paths that do not need it (a Release with nobody waiting).
+func clock(now *time.Time) time.Time {
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	return *now
 }
 
 // pipelineMaxAge bounds how long a request may have been running on a worker
@@ -251,13 +263,15 @@ const pipelineMaxAge = 50 * time.Millisecond
 // takes reports whether w, with busy slots in use, may be handed one more
 // request: always while it has a free app thread; past that (the request
 // would wait its turn inside the runner) only while its oldest request is
-// young. Called with the pool's mutex held.
-func (w *Worker) takes(now time.Time, busy int) bool {
+// young. Called with the pool's mutex held; reads the clock (see clock)
+// only past the threads.
+func (w *Worker) takes(now *time.Time, busy int) bool {
 	if busy < w.threads {
 		return true
 	}
+	t := clock(now)
 	for _, s := range w.slots {
-		if !s.since.IsZero() && now.Sub(s.since) >= pipelineMaxAge {
+		if !s.since.IsZero() && t.Sub(s.since) >= pipelineMaxAge {
 			return false
 		}
 	}
@@ -275,16 +289,8 @@ func (p *Pool) pickLocked() *Slot {
 	n := len(p.workers)
 	for i := range n {
 		w := p.workers[(p.turn+i)%n]
-		if len(w.free) == 0 || w.suspended || (best != nil && w.busy >= best.busy) {
+		if len(w.free) == 0 || w.suspended || (best != nil && w.busy >= best.busy) || !w.takes(&now, w.busy) {
 			continue
-		}
-		if w.busy >= w.threads {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if !w.takes(now, w.busy) {
-				continue
-			}
 		}
 		best = w
 	}
@@ -295,10 +301,7 @@ func (p *Pool) pickLocked() *Slot {
 	s := best.free[0]
 	best.free = best.free[1:]
 	best.busy++
-	if now.IsZero() {
-		now = time.Now()
-	}
-	s.since = now
+	s.since = clock(&now)
 	return s
 }
 

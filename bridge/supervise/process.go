@@ -182,7 +182,7 @@ func (p *process) dead() bool {
 
 // grpcBuffer sizes the gRPC connection's read and write buffers (default
 // 32 KiB): a 1 MiB body then crosses in 4 syscalls each way instead of 32.
-var grpcBuffer = 256 << 10
+const grpcBuffer = 256 << 10
 
 // mallocDefaults keeps glibc's allocator from giving request-sized memory
 // back to the kernel after every request. By default a freed block of a
