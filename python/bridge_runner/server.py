@@ -34,7 +34,7 @@ class Server:
         # `threads` they wait for the gateway's app-thread semaphore), plus
         # room for health, Describe, Shutdown and a replacement Slot that Go
         # opens while a cancelled one winds down.
-        self._pool = futures.ThreadPoolExecutor(max_workers=max(slots or 0, threads) + 4,
+        self._pool = futures.ThreadPoolExecutor(max_workers=self._describe.slots + 4,
                                                 thread_name_prefix="bridge-slot")
         # No BDP probing: its PINGs cost both processes a wake-up per
         # response on a local socket (measured: shim 295 -> 235 us/request at
@@ -109,7 +109,8 @@ class Server:
 
 
 def describe_response(app_spec, threads, slots=None):
-    """The constant part of every DescribeResponse."""
+    """The constant part of every DescribeResponse; `slots` is never below
+    `threads` (None: one per thread)."""
     return DescribeResponse(
         language="python",
         language_version=platform.python_version(),
