@@ -6,7 +6,7 @@ import (
 
 // TestWSGI runs the WSGI conformance app (testdata/apps/wsgi_conformance)
 // behind one bridge (2 workers × 4 threads) and one nginx, through every
-// front. Each subtest names the CONFORMANCE.md items it covers.
+// front. Each subtest names the docs/conformance.md items it covers.
 func TestWSGI(t *testing.T) {
 	fx := startFixture(t, "wsgi_conformance", "python:app:application", 2, 4)
 	t.Run("W1_W2_W3_W4_W5_W6_W7_W8_W10_W12_G19_environ", func(t *testing.T) { t.Parallel(); testEnviron(t, fx) })

@@ -22,8 +22,9 @@ type Result struct {
 	HeadSent bool
 }
 
-// maxChunk bounds one request body frame. DESIGN.md: bigger messages are
-// cheaper per byte, and gRPC's default limit is 4 MiB.
+// maxChunk bounds one request body frame. docs/design.md ("The wire
+// contract"): bigger messages are cheaper per byte, and gRPC's default
+// limit is 4 MiB.
 const maxChunk = 256 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxChunk); return &b }}

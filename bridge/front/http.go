@@ -25,7 +25,7 @@ import (
 const prefetchMax = 64 << 10
 
 // HTTP is the HTTP/1.1 front: a net/http handler that builds the canonical
-// request from *http.Request (CONFORMANCE.md H1–H25).
+// request from *http.Request (docs/conformance.md H1–H25).
 type HTTP struct {
 	H *Handler
 	// ServerName is SERVER_NAME for requests without a Host (HTTP/1.0).

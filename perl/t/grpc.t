@@ -1,6 +1,6 @@
 # Bridge::Runner::GRPC on its own, client and server in one process (the
 # test pumps both): gRPC framing and status, and the Protocol::HTTP2 1.10
-# traps it works around (DESIGN.md, Perl notes).
+# traps it works around (docs/design.md, "Runners and go-plugin", Perl).
 use strict;
 use warnings;
 use Test::More;

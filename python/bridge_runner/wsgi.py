@@ -16,7 +16,8 @@ from .runner_pb2 import Error, File, ResponseFrame
 from .streams import ErrorStream, Input, InputError
 
 # Body frames stay at or below 1 MiB: Go's gRPC client takes 4 MiB messages
-# at most, and bigger frames would not make anything faster (DESIGN.md).
+# at most, and bigger frames would not make anything faster (docs/design.md,
+# "The wire contract").
 MAX_CHUNK = 1 << 20
 
 _NO_BODY_STATUS = (204, 304)
@@ -347,7 +348,8 @@ class Request:
 
     def _respond_list(self, result):
         # Every item is there already: one frame for the whole body, so a
-        # hello world is one message each way (DESIGN.md).
+        # hello world is one message each way (docs/design.md, "The wire
+        # contract").
         for chunk in result:
             if type(chunk) is not bytes:
                 raise ProtocolError("the application returned a %s holding %s, not bytes"

@@ -1,4 +1,5 @@
-"""A raw WSGI app for bridge's conformance tests (CONFORMANCE.md W, G, U items).
+"""A raw WSGI app for bridge's conformance tests (docs/conformance.md W, G, U
+items).
 
 It routes on PATH_INFO; each route's docstring names the items it serves.
 Query parameters steer a route; `token` names a close() counter.

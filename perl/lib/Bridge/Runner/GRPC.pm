@@ -4,7 +4,8 @@ package Bridge::Runner::GRPC;
 # caller pumps. Single-threaded: handlers run inside pump() and must not
 # pump themselves; the slot code pumps from the app's side instead.
 #
-# Known traps of Protocol::HTTP2 1.10 handled here (DESIGN.md, Perl notes):
+# Known traps of Protocol::HTTP2 1.10 handled here (docs/design.md,
+# "Runners and go-plugin", Perl):
 # - its stream state machine does not tell local from remote half-close: a
 #   stream we end while the client still sends turns the client's next DATA
 #   into a connection error. Trailers therefore wait until the client has

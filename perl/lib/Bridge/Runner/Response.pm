@@ -18,7 +18,8 @@ use Bridge::Runner::Headers qw(check_status check_headers reason_phrase);
 use Bridge::Runner::Log;
 
 # Body frames stay at or below 1 MiB: Go's gRPC client takes 4 MiB messages
-# at most, and bigger frames would not make anything faster (DESIGN.md).
+# at most, and bigger frames would not make anything faster (docs/design.md,
+# "The wire contract").
 our $MAX_CHUNK = 1 << 20;
 
 # A response error with a kind for Error.kind ("protocol", "app", ...).
