@@ -82,14 +82,17 @@ func trackSources() {
 	trackOnce.Do(func() { statTree(repoRoot) })
 }
 
+// statTree stats every source the e2e tests run: Go (cmd, bridge, runners,
+// runners/kit included), the shims (python, perl, ruby), example runners
+// (examples/runners/node), the proto and the test apps.
 func statTree(root string) {
-	for _, dir := range []string{"cmd", "bridge", "runners", "python", "proto", "testdata", "go.mod", "go.sum"} {
+	for _, dir := range []string{"cmd", "bridge", "runners", "python", "perl", "ruby", "examples", "proto", "testdata", "go.mod", "go.sum"} {
 		_ = filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}
 			if d.IsDir() {
-				if name := d.Name(); name == "__pycache__" || name == ".pytest_cache" {
+				if name := d.Name(); name == "__pycache__" || name == ".pytest_cache" || name == "node_modules" {
 					return filepath.SkipDir
 				}
 				return nil
