@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 
@@ -32,23 +33,36 @@ type Command struct {
 	Env  []string // added to bridge's environment, overriding it
 }
 
-// process is one started runner.
-type process struct {
-	client  *plugin.Client
-	conn    plugin.ClientProtocol
-	rpc     bridgev1.RunnerClient
-	info    *bridgev1.DescribeResponse
-	sockDir string
-	stderr  *logx.LineLogger
+// ProcessConfig is what StartProcess needs to start one runner.
+type ProcessConfig struct {
+	Command Command
+	// Name is the worker's name, for logs and BRIDGE_WORKER.
+	Name string
+	// Threads, Slots and Workers are told to the runner (BRIDGE_THREADS,
+	// BRIDGE_SLOTS, BRIDGE_WORKERS).
+	Threads, Slots, Workers int
+	// StartTimeout bounds the handshake and the first Describe.
+	StartTimeout time.Duration
+	// Log receives the runner's stderr lines, re-logged.
+	Log zerolog.Logger
 }
 
-// startProcess execs the runner, completes the go-plugin handshake and calls
+// Process is one started runner: a go-plugin client, its gRPC connection
+// and the runner's first Describe answer.
+type Process struct {
+	client *plugin.Client
+	conn   plugin.ClientProtocol
+	rpc    bridgev1.RunnerClient
+	info   *bridgev1.DescribeResponse
+	run    *procRunner
+	stdout *stdoutRecord
+	stderr *logx.LineLogger
+}
+
+// StartProcess execs the runner, completes the go-plugin handshake and calls
 // Describe. Whatever fails, nothing is left running.
-func startProcess(ctx context.Context, cmd Command, name string, threads, slots, workers int, timeout time.Duration, log zerolog.Logger) (*process, error) {
-	sockDir, err := os.MkdirTemp("", "bridge-"+name+"-")
-	if err != nil {
-		return nil, fmt.Errorf("socket dir: %w", err)
-	}
+func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
+	cmd, log := cfg.Command, cfg.Log
 	c := exec.Command(cmd.Path, cmd.Args...)
 	c.Dir = cmd.Dir
 	// go-plugin appends the host environment after ours when asked to, and
@@ -56,31 +70,41 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, slots,
 	c.Env = append(os.Environ(), cmd.Env...)
 	c.Env = append(c.Env, mallocDefaults(c.Env)...)
 	c.Env = append(c.Env,
-		plugin.EnvUnixSocketDir+"="+sockDir,
-		"BRIDGE_WORKER="+name,
-		"BRIDGE_THREADS="+strconv.Itoa(threads),
+		"BRIDGE_WORKER="+cfg.Name,
+		"BRIDGE_THREADS="+strconv.Itoa(cfg.Threads),
 		// Slot streams bridge may open at once; those past the threads wait
 		// their turn inside the runner (runners/CONTRACT.md).
-		"BRIDGE_SLOTS="+strconv.Itoa(slots),
-		"BRIDGE_WORKERS="+strconv.Itoa(workers),
+		"BRIDGE_SLOTS="+strconv.Itoa(cfg.Slots),
+		"BRIDGE_WORKERS="+strconv.Itoa(cfg.Workers),
 	)
 	// Own process group, so a stuck runner and its children can be killed
 	// together; and die with bridge even if bridge is SIGKILLed.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
-	stderr := logx.NewLineLogger(log, "stderr")
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  runners.Handshake,
-		Plugins:          runners.PluginMap(),
-		Cmd:              c,
+	p := &Process{stderr: logx.NewLineLogger(log, "stderr")}
+	p.stdout = &stdoutRecord{onStray: func(b []byte) {
+		log.Warn().Str("stdout", string(b)).
+			Msg("runner wrote to stdout after its handshake line; apps must print to stderr (runners/CONTRACT.md)")
+	}}
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig: runners.Handshake,
+		Plugins:         runners.PluginMap(),
+		// go-plugin hands us its environment (cookie, protocol versions,
+		// socket directory) in a placeholder command; ours runs the runner.
+		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
+			c.Env = append(c.Env, spec.Env...)
+			r, err := newProcRunner(c, p.stdout)
+			p.run = r
+			return r, err
+		},
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		StartTimeout:     timeout,
+		StartTimeout:     cfg.StartTimeout,
 		// go-plugin parses plugin stderr as hclog JSON unless its logger is
 		// off; an app's own JSON on stderr could then crash it. We read
 		// stderr ourselves through Stderr.
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
-		Stderr: stderr,
+		Stderr: p.stderr,
 		// Fixed flow-control windows turn off gRPC's BDP estimator, whose
 		// pings cost a write and a read per response on a local socket,
 		// and are large enough that a 1 MiB body chunk never waits for a
@@ -92,14 +116,13 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, slots,
 			grpc.WithWriteBufferSize(grpcBuffer),
 		},
 	})
-	p := &process{client: client, sockDir: sockDir, stderr: stderr}
-	fail := func(err error) (*process, error) {
-		p.kill()
+	fail := func(err error) (*Process, error) {
+		p.Kill()
 		return nil, err
 	}
-	conn, err := client.Client()
+	conn, err := p.client.Client()
 	if err != nil {
-		return fail(startError(err, client, stderr))
+		return fail(startError(err, p.client, p.stderr))
 	}
 	p.conn = conn
 	raw, err := conn.Dispense(runners.PluginName)
@@ -107,7 +130,7 @@ func startProcess(ctx context.Context, cmd Command, name string, threads, slots,
 		return fail(fmt.Errorf("dispense runner: %w", err))
 	}
 	p.rpc = raw.(bridgev1.RunnerClient)
-	dctx, cancel := context.WithTimeout(ctx, timeout)
+	dctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	p.info, err = p.rpc.Describe(dctx, &bridgev1.DescribeRequest{})
 	if err != nil {
@@ -130,19 +153,44 @@ func startError(err error, client *plugin.Client, stderr *logx.LineLogger) error
 	return fmt.Errorf("runner failed to start: %w", err)
 }
 
-// pid returns the runner's process id.
-func (p *process) pid() int {
-	if rc := p.client.ReattachConfig(); rc != nil {
-		return rc.Pid
+// PID returns the runner's process id (0 before it started).
+func (p *Process) PID() int {
+	if p.run == nil {
+		return 0
 	}
-	return 0
+	return p.run.pid
 }
 
-// kill asks the runner to shut down (go-plugin calls its Shutdown RPC, waits
+// Info is the runner's Describe answer at start-up.
+func (p *Process) Info() *bridgev1.DescribeResponse { return p.info }
+
+// RPC is the bridge.v1.Runner client on the runner's connection.
+func (p *Process) RPC() bridgev1.RunnerClient { return p.rpc }
+
+// Conn is the runner's gRPC connection, for the go-plugin services
+// (health, stdio, controller) that bridge.v1.Runner does not cover.
+func (p *Process) Conn() *grpc.ClientConn {
+	if gc, ok := p.conn.(*plugin.GRPCClient); ok {
+		return gc.Conn
+	}
+	return nil
+}
+
+// Handshake is the line the runner wrote first on stdout.
+func (p *Process) Handshake() string { return p.stdout.Handshake() }
+
+// StrayStdout returns the first bytes the runner wrote to stdout after its
+// handshake line, and how many bytes that was in all.
+func (p *Process) StrayStdout() ([]byte, int64) { return p.stdout.Stray() }
+
+// Exited reports whether the runner process has ended.
+func (p *Process) Exited() bool { return p.client.Exited() }
+
+// Kill asks the runner to shut down (go-plugin calls its Shutdown RPC, waits
 // two seconds, then kills it) and removes its socket directory. A wedged
 // runner can block Kill: a watchdog kills the whole process group.
-func (p *process) kill() {
-	pid := p.pid()
+func (p *Process) Kill() {
+	pid := p.PID()
 	done := make(chan struct{})
 	go func() {
 		p.client.Kill()
@@ -160,13 +208,12 @@ func (p *process) kill() {
 		// Children the app started (same process group) go with it.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	os.RemoveAll(p.sockDir)
 }
 
 // dead reports whether the runner is gone: exited, or no longer answering
 // its health check on a connection that has failed. A runner that is only
 // busy answers (health is served outside the app's slots).
-func (p *process) dead() bool {
+func (p *Process) dead() bool {
 	if p.client.Exited() {
 		return true
 	}

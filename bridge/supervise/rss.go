@@ -65,7 +65,7 @@ func (s *Supervisor) watchRSS() {
 		rss := groupRSS()
 		s.mu.Lock()
 		for i, sw := range s.running {
-			if used := rss[sw.proc.pid()]; used > s.cfg.MaxRSS && !sw.overRSS.Load() {
+			if used := rss[sw.proc.PID()]; used > s.cfg.MaxRSS && !sw.overRSS.Load() {
 				s.cfg.Log.Warn().Str("worker", sw.w.Name).Int64("rss_bytes", used).
 					Int64("max_rss_bytes", s.cfg.MaxRSS).Msg("worker uses more memory than --max-rss")
 				sw.overRSS.Store(true)

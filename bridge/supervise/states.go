@@ -28,7 +28,7 @@ func (s *Supervisor) States(rss map[int]int64) []WorkerState {
 			}
 			continue
 		}
-		pid := sw.proc.pid()
+		pid := sw.proc.PID()
 		busy, suspended := s.pool.Load(sw.w)
 		st := "idle"
 		switch {

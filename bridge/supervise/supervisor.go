@@ -74,7 +74,7 @@ type Supervisor struct {
 }
 
 type slotWorker struct {
-	proc    *process
+	proc    *Process
 	w       *dispatch.Worker
 	limit   int64     // requests before recycling; 0 = never
 	retires time.Time // recycle at this time; zero = never
@@ -156,11 +156,12 @@ func (s *Supervisor) slots(info *bridgev1.DescribeResponse) int {
 func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) error {
 	name := s.workerName(i, restart)
 	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
-	p, err := startProcess(ctx, s.cfg.Command, name, s.cfg.Threads, s.cfg.Threads+s.cfg.Pipeline, s.cfg.Workers, s.cfg.StartTimeout, log)
+	p, err := StartProcess(ctx, ProcessConfig{Command: s.cfg.Command, Name: name, Threads: s.cfg.Threads,
+		Slots: s.cfg.Threads + s.cfg.Pipeline, Workers: s.cfg.Workers, StartTimeout: s.cfg.StartTimeout, Log: log})
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", name, err)
 	}
-	log = log.With().Int("pid", p.pid()).Logger()
+	log = log.With().Int("pid", p.PID()).Logger()
 	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, s.slots(p.info), log)
 	// Called by dispatch (never blocking) when a stream breaks or the
 	// request limit is reached: either way, look at this worker now.
@@ -231,8 +232,8 @@ func (s *Supervisor) watch(i int) {
 		}
 		if cur != nil {
 			s.pool.Remove(cur.w)
-			cur.proc.kill()
-			s.cfg.Log.Warn().Str("worker", cur.w.Name).Int("pid", cur.proc.pid()).Msg("worker exited; restarting")
+			cur.proc.Kill()
+			s.cfg.Log.Warn().Str("worker", cur.w.Name).Int("pid", cur.proc.PID()).Msg("worker exited; restarting")
 			if s.cfg.OnRestart != nil {
 				s.cfg.OnRestart("exited")
 			}
@@ -286,7 +287,7 @@ func (s *Supervisor) recycle(i int, old *slotWorker, n int, reason string) {
 	for s.pool.Busy(old.w) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	old.proc.kill()
+	old.proc.Kill()
 	if s.cfg.OnRestart != nil {
 		s.cfg.OnRestart(reason)
 	}
@@ -329,7 +330,7 @@ func (s *Supervisor) Stop(grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, sw := range all {
 		wg.Add(1)
-		go func() { defer wg.Done(); sw.proc.kill() }()
+		go func() { defer wg.Done(); sw.proc.Kill() }()
 	}
 	wg.Wait()
 	s.mu.Lock()
@@ -340,7 +341,7 @@ func (s *Supervisor) Stop(grace time.Duration) {
 // dumpStacks asks a stuck runner to log every thread's stack (SIGUSR1, see
 // runners/CONTRACT.md) and gives it a moment to do so before it is replaced.
 func (s *Supervisor) dumpStacks(sw *slotWorker, log zerolog.Logger) {
-	pid := sw.proc.pid()
+	pid := sw.proc.PID()
 	if pid <= 0 {
 		return
 	}
