@@ -27,7 +27,7 @@ DEMO_SOCK  ?= /tmp/bridge-demo.sock
         bench bench-deps bench-quick bench-scaling bench-publish clean
 
 help: ## show this help
-	@echo "bridge — application server for WSGI apps behind nginx"
+	@echo "bridge — application server for WSGI, PSGI and Rack apps behind nginx"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 

@@ -1,5 +1,6 @@
-// Command bridge serves Python WSGI apps (and, through runner plugins, other
-// languages) behind nginx over uwsgi and HTTP.
+// Command bridge serves Python (WSGI), Perl (PSGI) and Ruby (Rack) apps, and
+// through exec runner plugins any other language, behind nginx over uwsgi and
+// HTTP.
 package main
 
 import (
