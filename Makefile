@@ -14,7 +14,8 @@ APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest pyt
             libprotocol-http2-perl libplack-perl libtest-tcp-perl libwww-perl \
             libdancer2-perl libmojolicious-perl \
             ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest \
-            ruby-rails
+            ruby-rails \
+            uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-plugin-rack-ruby3.1
 # What `make bench` measures bridge against, and how (bench/README.md).
 BENCH_APT_PKGS := nginx wrk uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-plugin-rack-ruby3.1 \
                   gunicorn starman puma python3-flask libdancer2-perl libtemplate-perl ruby-sinatra
