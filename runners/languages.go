@@ -3,6 +3,7 @@ package runners
 import (
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"bridge/perl"
@@ -32,6 +33,12 @@ type Language struct {
 	// PathEnv names the variable through which the shim's directory is made
 	// importable (PYTHONPATH, PERL5LIB, RUBYLIB).
 	PathEnv string
+	// Modifier1 is the uwsgi packet modifier1 that nginx's uwsgi_modifier1
+	// sets for this interface in uWSGI configs (0 WSGI, 5 PSGI, 7 Rack).
+	Modifier1 uint8
+	// ParseApp checks the --runner target after "LANGUAGE:" and returns
+	// what the shim loads; nil takes the target as it is (a file name).
+	ParseApp func(target string) (string, error)
 }
 
 // Languages is the table of built-in runners, keyed by --runner prefix.
@@ -47,6 +54,8 @@ var Languages = map[string]Language{
 		Shim:       python.Shim,
 		Args:       func(_, app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
 		PathEnv:    "PYTHONPATH",
+		Modifier1:  0,
+		ParseApp:   pythonApp,
 	},
 	"perl": {
 		Name:       "perl",
@@ -58,7 +67,8 @@ var Languages = map[string]Language{
 		Args: func(shimDir, app string) []string {
 			return []string{filepath.Join(shimDir, "bin", "bridge-psgi-runner"), "--app", app}
 		},
-		PathEnv: "PERL5LIB",
+		PathEnv:   "PERL5LIB",
+		Modifier1: 5,
 	},
 	"ruby": {
 		Name:       "ruby",
@@ -70,8 +80,24 @@ var Languages = map[string]Language{
 		Args: func(shimDir, app string) []string {
 			return []string{filepath.Join(shimDir, "bin", "bridge-rack-runner"), "--app", app}
 		},
-		PathEnv: "RUBYLIB",
+		PathEnv:   "RUBYLIB",
+		Modifier1: 7,
 	},
+}
+
+// AppModifiers is the set of uwsgi modifier1 values that name an
+// application interface in the table, sorted. With one runner behind
+// bridge, every one of them reaches it: a uWSGI config written for any
+// interface keeps working, whatever the runner.
+func AppModifiers() []uint8 {
+	var ms []uint8
+	for _, l := range Languages {
+		if !slices.Contains(ms, l.Modifier1) {
+			ms = append(ms, l.Modifier1)
+		}
+	}
+	slices.Sort(ms)
+	return ms
 }
 
 // LanguageNames lists the built-in languages, sorted, for messages.

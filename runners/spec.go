@@ -12,7 +12,8 @@ import (
 //	python:MODULE            callable defaults to "application" (as uWSGI does)
 //	perl:FILE.psgi           a PSGI app file, relative to --chdir
 //	ruby:FILE.ru             a Rack config file, relative to --chdir
-//	exec:CMD ARGS…           any executable that follows runners/CONTRACT.md
+//	exec:CMD ARGS…           any executable that follows runners/CONTRACT.md,
+//	                         split into words as a POSIX shell would (SplitWords)
 type Spec struct {
 	// Language is the row of Languages that runs the spec, or "exec".
 	Language string
@@ -36,31 +37,106 @@ func ParseSpec(v string) (Spec, error) {
 	if !ok || rest == "" {
 		return Spec{}, fmt.Errorf("runner %q: want LANGUAGE:TARGET, e.g. python:app:application or exec:/path/to/runner", v)
 	}
-	switch lang {
-	case "exec":
-		cmd := strings.Fields(rest)
+	if lang == "exec" {
+		cmd, err := SplitWords(rest)
+		if err != nil {
+			return Spec{}, fmt.Errorf("runner %q: %v", v, err)
+		}
 		if len(cmd) == 0 {
 			return Spec{}, fmt.Errorf("runner %q: exec needs a command", v)
 		}
 		return Spec{Language: "exec", Command: cmd}, nil
-	case "python":
-		mod, callable, found := strings.Cut(rest, ":")
-		if !found {
-			callable = "application"
-		}
-		if !dottedName(mod) {
-			return Spec{}, fmt.Errorf("runner %q: %q is not a Python module name (want python:MODULE:CALLABLE, e.g. python:myapp.wsgi:application)", v, mod)
-		}
-		if !dottedName(callable) {
-			return Spec{}, fmt.Errorf("runner %q: %q is not a Python attribute name (want python:MODULE:CALLABLE)", v, callable)
-		}
-		return Spec{Language: lang, App: mod + ":" + callable}, nil
-	default:
-		if _, known := Languages[lang]; known {
-			return Spec{Language: lang, App: rest}, nil
-		}
+	}
+	l, known := Languages[lang]
+	if !known {
 		return Spec{}, fmt.Errorf("runner %q: unknown language %q (known: %s, exec)", v, lang, strings.Join(LanguageNames(), ", "))
 	}
+	app := rest
+	if l.ParseApp != nil {
+		var err error
+		if app, err = l.ParseApp(rest); err != nil {
+			return Spec{}, fmt.Errorf("runner %q: %v", v, err)
+		}
+	}
+	return Spec{Language: lang, App: app}, nil
+}
+
+// SplitWords splits s into words as a POSIX shell does, and does nothing
+// else a shell would: 'single quotes' keep everything literally, "double
+// quotes" keep everything but \" \\ \$ \` and \newline, a backslash outside
+// quotes escapes the next character; no variables, globs or substitutions
+// are expanded, and no shell is run. So a --runner value copied from a
+// shell command line starts the same argv.
+func SplitWords(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+			continue
+		case c == '\\':
+			if i+1 == len(s) {
+				return nil, fmt.Errorf("a backslash ends the command (escape it as \\\\)")
+			}
+			i++
+			if s[i] != '\n' { // backslash-newline joins lines
+				w.WriteByte(s[i])
+			}
+		case c == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated single quote at byte %d", i)
+			}
+			w.WriteString(s[i+1 : i+1+end])
+			i += end + 1
+		case c == '"':
+			j := i + 1
+			for ; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' && j+1 < len(s) && strings.IndexByte("\"\\$`\n", s[j+1]) >= 0 {
+					j++
+					if s[j] != '\n' {
+						w.WriteByte(s[j])
+					}
+					continue
+				}
+				w.WriteByte(s[j])
+			}
+			if j == len(s) {
+				return nil, fmt.Errorf("unterminated double quote at byte %d", i)
+			}
+			i = j
+		default:
+			w.WriteByte(c)
+		}
+		inWord = true
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words, nil
+}
+
+// pythonApp checks a python: target, MODULE or MODULE:CALLABLE, and
+// returns MODULE:CALLABLE (callable "application" by default, as uWSGI).
+func pythonApp(rest string) (string, error) {
+	mod, callable, found := strings.Cut(rest, ":")
+	if !found {
+		callable = "application"
+	}
+	if !dottedName(mod) {
+		return "", fmt.Errorf("%q is not a Python module name (want python:MODULE:CALLABLE, e.g. python:myapp.wsgi:application)", mod)
+	}
+	if !dottedName(callable) {
+		return "", fmt.Errorf("%q is not a Python attribute name (want python:MODULE:CALLABLE)", callable)
+	}
+	return mod + ":" + callable, nil
 }
 
 // dottedName reports whether s is a dotted sequence of identifiers.

@@ -15,6 +15,7 @@ import (
 	"bridge/bridge/front"
 	"bridge/bridge/supervise"
 	"bridge/bridge/testrunner"
+	"bridge/runners"
 )
 
 func TestMain(m *testing.M) {
@@ -78,7 +79,7 @@ func startStackPool(t testing.TB, timeout time.Duration, pool *dispatch.Pool, tu
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &front.Uwsgi{H: h, ServerName: "testhost"}
+	u := &front.Uwsgi{H: h, ServerName: "testhost", Modifiers: runners.AppModifiers()}
 	go u.Serve(context.Background(), ul)
 	go u.Serve(context.Background(), us)
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,10 @@ type Uwsgi struct {
 	H *Handler
 	// ServerName is the fallback SERVER_NAME (U15).
 	ServerName string
+	// Modifiers are the packet modifier1 values served (U17): the caller
+	// knows which interfaces its runner answers to (runners.AppModifiers).
+	// Others get 500, as uWSGI answers a modifier it has no plugin for.
+	Modifiers []uint8
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -109,9 +114,7 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 		}
 		return
 	}
-	switch pkt.Modifier1 {
-	case 0, 5, 7: // WSGI, PSGI, Rack: all reach the one runner (U17)
-	default:
+	if !slices.Contains(u.Modifiers, pkt.Modifier1) {
 		u.H.Log.Warn().Uint8("modifier1", pkt.Modifier1).Msg("unsupported uwsgi modifier1")
 		writeUwsgiError(c, http.StatusInternalServerError)
 		return
