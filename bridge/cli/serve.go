@@ -23,6 +23,7 @@ import (
 	"bridge/bridge/dispatch"
 	"bridge/bridge/front"
 	"bridge/bridge/supervise"
+	"bridge/runners"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -108,7 +109,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		wg.Add(1)
 		switch l.kind {
 		case "uwsgi":
-			u := &front.Uwsgi{H: h, ServerName: o.serverName}
+			// One runner serves every request, so every interface's
+			// modifier1 reaches it (uWSGI configs keep working).
+			u := &front.Uwsgi{H: h, ServerName: o.serverName, Modifiers: runners.AppModifiers()}
 			uwsgis = append(uwsgis, u)
 			go func() {
 				defer wg.Done()
@@ -207,11 +210,6 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, fleet *supervise.
 	}
 }
 
-// maxSlots bounds the Slot streams bridge opens to one runner: the Perl
-// shim's HTTP/2 library never frees closed streams past 100, and a few are
-// kept for replacements of cancelled ones.
-const maxSlots = 64
-
 func validate(o *options) error {
 	switch {
 	case len(o.admin) > 1:
@@ -222,8 +220,10 @@ func validate(o *options) error {
 		return usageError(fmt.Sprintf("--workers %d: must be at least 1", o.workers))
 	case o.threads < 1:
 		return usageError(fmt.Sprintf("--threads %d: must be at least 1", o.threads))
-	case o.pipeline < 0 || o.threads+o.pipeline > maxSlots:
-		return usageError(fmt.Sprintf("--threads %d + --pipeline %d: want a pipeline of 0 or more and at most %d in all (gRPC streams per runner)", o.threads, o.pipeline, maxSlots))
+	case o.pipeline < 0:
+		// No upper bound here: a runner that takes fewer streams says so in
+		// Describe.slots, and bridge opens no more (runners/CONTRACT.md).
+		return usageError(fmt.Sprintf("--pipeline %d: must be 0 or more", o.pipeline))
 	case o.maxRequests < 0 || o.maxJitter < 0:
 		return usageError("--max-requests and --max-requests-jitter must not be negative")
 	case o.backlog < 0 || o.maxConns < 0:

@@ -183,6 +183,28 @@ func TestServeUsageErrors(t *testing.T) {
 	}
 }
 
+// Go checks only what no runner could serve; how many streams a runner
+// takes is the runner's to say (Describe.slots), so a large pipeline is fine.
+func TestValidateGenericBounds(t *testing.T) {
+	for _, tc := range []struct {
+		threads, pipeline int
+		want              string
+	}{
+		{1, 0, ""},
+		{1, 8, ""},
+		{16, 1000, ""},
+		{0, 8, "--threads 0: must be at least 1"},
+		{-1, 8, "--threads -1: must be at least 1"},
+		{1, -1, "--pipeline -1: must be 0 or more"},
+	} {
+		o := &options{workers: 2, threads: tc.threads, pipeline: tc.pipeline, http: listFlag{"127.0.0.1:0"}, socketMode: "0666"}
+		err := validate(o)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want || ExitCode(err) != 2) {
+			t.Errorf("threads %d pipeline %d: got %v, want %q", tc.threads, tc.pipeline, err, tc.want)
+		}
+	}
+}
+
 func TestServePortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
