@@ -26,6 +26,7 @@ Usage:
   bridge serve --config FILE [flags]
   bridge check --runner SPEC [flags]
   bridge check --config FILE [flags]
+  bridge conform --runner SPEC [--chdir DIR]
   bridge version
 
 Runner specs:
@@ -37,6 +38,8 @@ Runner specs:
 Commands:
   serve     load the app in --workers runner processes and serve it
   check     load the app once, report what was found, exit non-zero on failure
+  conform   check a runner against the runner contract with its kit app
+            (runners/kit/README.md), one line per check
   version   print the version
 
 Run 'bridge serve -h' or 'bridge check -h' for flags. Every flag can also be
@@ -67,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "check":
 		return check(ctx, args[1:], stdout, stderr)
+	case "conform":
+		return conformCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "bridge", Version())
 		return nil
