@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// G15 and DESIGN "Supervision": a runner SIGKILLed under load costs at most
+// G15 and docs/design.md "Supervision": a runner SIGKILLed under load costs at most
 // the requests it was running (502); requests that had not reached it go to
 // the other worker, and the dead one is replaced.
 func TestRunnerKilledUnderLoad(t *testing.T) {

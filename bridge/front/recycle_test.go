@@ -8,7 +8,7 @@ import (
 	"bridge/bridge/supervise"
 )
 
-// --max-requests (DESIGN "Supervision"): workers are recycled under load,
+// --max-requests (docs/design.md "Supervision"): workers are recycled under load,
 // each replacement ready before the old one drains, and no request fails.
 func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	var recycled atomic.Int64

@@ -99,7 +99,7 @@ func (l *LineLogger) emitRecord(rec map[string]any) {
 		delete(rec, k)
 	}
 	// One name for the request id across bridge's log (the shims say
-	// request_id, as CONFORMANCE G8 does; bridge's own lines say req_id).
+	// request_id, as docs/conformance.md G8 does; bridge's own lines say req_id).
 	if id, ok := rec["request_id"]; ok {
 		delete(rec, "request_id")
 		rec["req_id"] = id

@@ -1,5 +1,5 @@
 # PS01–PS36 again, with nginx in front: the suite's client talks to nginx,
-# which speaks uwsgi to bridge over TCP (CONFORMANCE "PS": the suite must
+# which speaks uwsgi to bridge over TCP (docs/conformance.md "PS": the suite must
 # pass behind nginx→uwsgi too). The fixture config uses Debian's stock
 # uwsgi_params plus `merge_slashes off` (PS36) and `server_name 127.0.0.1`
 # (PS11).

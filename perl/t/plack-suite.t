@@ -1,5 +1,5 @@
 # PS01–PS36: Plack 1.0050's server test suite, run against bridge's HTTP
-# front with the PSGI runner (CONFORMANCE "PS"). Needs the bridge binary:
+# front with the PSGI runner (docs/conformance.md "PS"). Needs the bridge binary:
 # `make test` builds it and sets BRIDGE_BIN.
 use strict;
 use warnings;

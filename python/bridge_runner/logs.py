@@ -17,7 +17,7 @@ PID = os.getpid()
 
 _threshold = LEVELS.get(os.environ.get("BRIDGE_LOG_LEVEL", "info").lower(), 20)
 try:
-    # Lines longer than this are cut and marked (CONFORMANCE G8).
+    # Lines longer than this are cut and marked (docs/conformance.md G8).
     MAX_LINE = max(256, int(os.environ.get("BRIDGE_LOG_MAX_LINE", "16384")))
 except ValueError:
     MAX_LINE = 16384

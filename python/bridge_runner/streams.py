@@ -12,7 +12,7 @@ class InputError(OSError):
 
 
 class Input:
-    """wsgi.input (CONFORMANCE W11, W12).
+    """wsgi.input (docs/conformance.md W11, W12).
 
     `pull` returns the next RequestFrame of this slot, or raises InputError
     when the stream is gone. `length` is RequestHead.content_length: the

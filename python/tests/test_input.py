@@ -100,7 +100,7 @@ def test_short_body_raises_input_error():
 
 
 def test_body_frames_are_pulled_only_when_the_app_reads():
-    """W11/DESIGN: body frames are taken from the slot on demand, not read ahead."""
+    """W11, docs/design.md "The wire contract": body frames are taken from the slot on demand, not read ahead."""
     events = []
     frames = Frames([head(method="POST", body=b"aa", end=False, length=6),
                      body(b"bb"), body(b"cc", end=True)],

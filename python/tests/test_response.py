@@ -40,7 +40,7 @@ def assert_500_before_head(r, kind):
 
 
 def test_G1_hello_world_is_one_frame():
-    """G1/DESIGN: hello world = one frame in, one frame out (head+body+end)."""
+    """G1, docs/design.md "The wire contract": hello world = one frame in, one frame out (head+body+end)."""
     out = serve(app_of(headers=[("Content-Type", "text/plain")], body=[b"Hello, World!"]), [head()])
     assert len(out) == 1
     r = responses(out)[0]
@@ -611,7 +611,7 @@ def test_G14_no_body_statuses_are_cleaned(code):
 
 
 def test_big_chunks_are_split_at_1MiB():
-    """DESIGN: frames stay at or below 1 MiB (Go's 4 MiB message limit)."""
+    """docs/design.md "The wire contract": frames stay at or below 1 MiB (Go's 4 MiB message limit)."""
     from bridge_runner.wsgi import MAX_CHUNK
     data = bytes(range(256)) * (MAX_CHUNK * 2 // 256 + 10)
     r = one(app_of(body=[data]), head())

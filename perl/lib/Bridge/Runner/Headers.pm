@@ -1,5 +1,5 @@
 package Bridge::Runner::Headers;
-# Checks on the status and headers a PSGI app returns (CONFORMANCE P12, P13,
+# Checks on the status and headers a PSGI app returns (docs/conformance.md P12, P13,
 # G9-G14), and the reason-phrase table.
 #
 # Everything is checked before it leaves the shim: Go trusts ResponseHead

@@ -3,7 +3,7 @@ package Bridge::Runner::Log;
 # STDERR, psgi.errors and psgix.logger output into such lines.
 #
 # bridge reads the shim's stderr line by line and re-logs every JSON object
-# it finds there (runners/CONTRACT.md, "Logs"; CONFORMANCE G8). Everything
+# it finds there (runners/CONTRACT.md, "Logs"; docs/conformance.md G8). Everything
 # the app prints goes through here, so nothing it writes can reach the
 # handshake pipe or break a JSON line in half.
 use strict;

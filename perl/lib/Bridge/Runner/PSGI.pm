@@ -1,6 +1,6 @@
 package Bridge::Runner::PSGI;
 # The PSGI side of a slot: RequestFrames in, $env, the app call, and the
-# response forms of PSGI 1.1 out (CONFORMANCE P1-P25, X1-X6).
+# response forms of PSGI 1.1 out (docs/conformance.md P1-P25, X1-X6).
 #
 # Modelled on Plack::Handler::CGI (response forms) and Starman's Server.pm
 # (env, writer object, cleanup handlers, harakiri). Nothing here knows about
