@@ -162,6 +162,9 @@ def main(argv=None):
 
     signals = [0]
     stop = server.shutdown_requested
+    # bridge.retire: the app asked for this runner to exit after its
+    # response; the shutdown is the same as for SIGTERM.
+    gateway.on_retire = stop.set
 
     def on_signal(signum, frame):
         signals[0] += 1

@@ -239,6 +239,7 @@ class AioServer:
         read, write = context.read, context.write
         slot = _Slot()
         frame = None
+        req = None
         # A request answered with a File frame is closed once Go has
         # finished that exchange: when the next frame arrives or the stream
         # ends (see wsgi.Gateway.serve).
@@ -264,22 +265,34 @@ class AioServer:
                     logs.log("warn", "request frame without a head between requests: dropped")
                     frame = None
                     continue
-                await self._app_slots.acquire()
+                # A request that waits its turn counts for a drain.
+                queued = self._app_slots.locked()
+                if queued:
+                    gw.queued(1)
                 try:
-                    # A cancel that came while this request waited its turn
-                    # (bridge --pipeline; an inline app blocks the loop) is
-                    # delivered by the loop: let it run once, so the app
-                    # never sees a request whose client is gone.
-                    await asyncio.sleep(0)
+                    await self._app_slots.acquire()
+                    try:
+                        # A cancel that came while this request waited its
+                        # turn (bridge --pipeline; an inline app blocks the
+                        # loop) is delivered by the loop: let it run once,
+                        # so the app never sees a request whose client is
+                        # gone.
+                        await asyncio.sleep(0)
+                    except BaseException:
+                        self._app_slots.release()
+                        raise
                 except BaseException:
-                    self._app_slots.release()
+                    if queued:
+                        gw.queued(-1)
                     raise
                 if context.done():
                     self._app_slots.release()
+                    if queued:
+                        gw.queued(-1)
                     return
                 req = Request(gw, slot, frame, None)
                 frame = None
-                gw.begin(req.rid)
+                gw.begin(req.rid, queued)
                 if self.inline and req.input.complete():
                     slot.job = None
                     done = await self._run_inline(slot, req, write)
@@ -306,14 +319,22 @@ class AioServer:
                         frame = f
                     else:
                         inp.ended = f.end
+                if req.retiring:
+                    return  # no further request on this stream
         finally:
-            if opened is not None:
-                opened.close()
-            if slot.pending is not None and not slot.cancelled:
-                try:
-                    await slot.pending
-                except Exception:
-                    pass
+            try:
+                if opened is not None:
+                    opened.close()
+                if slot.pending is not None and not slot.cancelled:
+                    try:
+                        await slot.pending
+                    except Exception:
+                        pass
+            finally:
+                if req is not None and req.retiring:
+                    # bridge.retire: the end frame (with retire) is out,
+                    # before the shutdown cancels the streams.
+                    gw.retired(req.rid)
 
     async def _run_inline(self, slot, req, write):
         """Run the app on the loop thread; True if the response went out."""

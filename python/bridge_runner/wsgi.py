@@ -75,10 +75,16 @@ class Gateway:
         self._app_threads = threading.BoundedSemaphore(threads)
         self._cond = threading.Condition()
         self.in_flight = 0
+        # Requests that arrived on a pipelined stream and wait for an app
+        # thread: in flight too as far as a drain is concerned.
+        self.waiting = 0
         # Ids of the requests inside the app call, cancelled ones too until
         # the app lets go: bridge polls them through Describe after a cancel.
         self._running = []
         self.draining = False
+        # Called once an app has asked for its runner to exit (bridge.retire)
+        # and that response has gone out: starts the shutdown (__main__).
+        self.on_retire = None
 
     def serve(self, frames, sender=None, slot=None):
         """Serve requests from one Slot stream; yields ResponseFrames.
@@ -136,30 +142,50 @@ class Gateway:
                     else:
                         req.close()
                     self._leave(req.rid)
+                    if req.retiring:
+                        # The end frame (with retire) is sent: the sync
+                        # server resumes this generator only after that.
+                        self.retired(req.rid)
+                if req.retiring:
+                    return  # no further request on this stream
         finally:
             if opened is not None:
                 opened.close()
 
     def _enter(self, rid):
+        if self._app_threads.acquire(False):
+            self.begin(rid)
+            return
+        self.queued(1)
         self._app_threads.acquire()
-        self.begin(rid)
+        self.begin(rid, queued=True)
 
     def _leave(self, rid):
         logs.end_request()
         self.end(rid)
         self._app_threads.release()
 
-    def begin(self, rid):
-        """Count a request as in flight (Describe.running, drain)."""
+    def begin(self, rid, queued=False):
+        """Count a request as in flight (Describe.running, drain); `queued`:
+        it was counted as waiting for an app thread until now."""
         with self._cond:
+            if queued:
+                self.waiting -= 1
             self.in_flight += 1
             self._running.append(rid)
+
+    def queued(self, n):
+        """Count requests waiting for an app thread (+1) or no longer (-1)."""
+        with self._cond:
+            self.waiting += n
+            if not self.waiting and not self.in_flight:
+                self._cond.notify_all()
 
     def end(self, rid):
         with self._cond:
             self.in_flight -= 1
             self._running.remove(rid)
-            if not self.in_flight:
+            if not self.in_flight and not self.waiting:
                 self._cond.notify_all()
 
     def running(self):
@@ -168,10 +194,21 @@ class Gateway:
             return list(self._running)
 
     def drain(self, timeout):
-        """Stop taking requests; wait for in-flight ones. True if they finished."""
+        """Stop taking requests; wait for in-flight ones, those waiting for an
+        app thread included. True if they finished."""
         with self._cond:
             self.draining = True
-            return self._cond.wait_for(lambda: not self.in_flight, timeout)
+            return self._cond.wait_for(lambda: not self.in_flight and not self.waiting, timeout)
+
+    def retired(self, rid):
+        """The app asked for this runner to exit (bridge.retire) and its
+        response has gone out, its end frame carrying `retire` (CONTRACT
+        "Slots"): no further request is taken, the ones in flight finish,
+        and the process exits 0 as on SIGTERM."""
+        logs.log("info", "bridge.retire: the worker exits after this request", request_id=rid)
+        self.draining = True
+        if self.on_retire is not None:
+            self.on_retire()
 
 
 class Request:
@@ -181,7 +218,7 @@ class Request:
         "gw", "slot", "environ", "input", "errors", "rid", "is_head", "sender",
         "sr_called", "code", "reason", "headers", "length", "no_body",
         "head_sent", "wrote", "queue", "left", "overrun", "result", "closed",
-        "keep_open",
+        "keep_open", "retiring",
     )
 
     def __init__(self, gw, slot, frame, sender):
@@ -197,6 +234,7 @@ class Request:
         env["wsgi.input"] = self.input = Input(slot.pull, head.content_length, frame)
         env["wsgi.errors"] = self.errors = ErrorStream(rid)
         env["bridge.request_id"] = rid
+        env["bridge.retire"] = self.retire
         self.environ = env
         # Taken before the app runs: the app may rewrite its environ.
         self.is_head = env.get("REQUEST_METHOD") == "HEAD"
@@ -214,6 +252,7 @@ class Request:
         self.result = None
         self.closed = False
         self.keep_open = False
+        self.retiring = False
 
     # -- the app's side --------------------------------------------------------
 
@@ -264,6 +303,12 @@ class Request:
             elif not self.sender(frame):
                 self.slot.cancelled = True
                 raise ClientDisconnected("the client went away")
+
+    def retire(self):
+        """environ['bridge.retire']: ask the runner to exit after this
+        response. Its end frame carries `retire`; call it before the body
+        ends (a call from close() still stops the runner, unannounced)."""
+        self.retiring = True
 
     # -- the server's side -----------------------------------------------------
 
@@ -421,6 +466,8 @@ class Request:
 
     def _frame(self, body=b"", end=False, abort=False):
         frame = ResponseFrame(body=body, end=end, abort=abort)
+        if end and self.retiring:
+            frame.retire = True
         if not self.head_sent:
             self.head_sent = True
             head = frame.head
@@ -473,7 +520,7 @@ class Request:
                     traceback=_text("".join(traceback.format_exception(exc))))
         # After the head the client must see a cut connection, not a body
         # that looks complete (G3).
-        return ResponseFrame(error=err, end=True, abort=self.head_sent)
+        return ResponseFrame(error=err, end=True, abort=self.head_sent, retire=self.retiring)
 
     def _take_queue(self):
         queue, self.queue = self.queue, None

@@ -503,3 +503,26 @@ def test_pipelined_slots_wait_their_turn(shim, server, threads):
         assert slots[2].get("/seen", rid="seen", query="gone")[0] == b"0"
     for sl in slots:
         sl.close()
+
+
+def test_bridge_retire_ends_with_retire_and_exits_0(shim):
+    """environ['bridge.retire'] (CONTRACT "Slots", retire): the response's
+    end frame carries retire; a request pipelined behind it (waiting for the
+    one app thread) still completes; then the process exits 0."""
+    s = shim(env={"BRIDGE_THREADS": "1", "BRIDGE_SLOTS": "3"})
+    s.handshake()
+    a, b, idle = s.slot(), s.slot(), s.slot()
+    assert idle.get("/hello", rid="before")[1][-1].retire is False
+    a.send(head(path="/retire", rid="retiring", extra=[("QUERY_STRING", "0.3")]))
+    time.sleep(0.1)
+    b.send(head(path="/hello", rid="behind"))
+    frames = a.response()
+    assert b"".join(f.body for f in frames) == b"bye"
+    assert frames[-1].end and frames[-1].retire and not frames[-1].abort
+    assert all(not f.retire for f in frames[:-1])
+    frames = b.response()
+    assert b"".join(f.body for f in frames) == b"Hello, World!" and not frames[-1].retire
+    assert s.wait() == 0
+    s._reader.join(WAIT)
+    msgs = [(r.get("request_id"), r["message"]) for r in s.records()]
+    assert ("retiring", "bridge.retire: the worker exits after this request") in msgs

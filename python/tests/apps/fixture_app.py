@@ -112,6 +112,12 @@ def application(environ, start_response):
         start_response("200 OK", text)
         with _lock:
             return [str(SEEN.get(qs, 0)).encode()]
+    if path == "/retire":
+        # bridge.retire: the runner exits after this response.
+        time.sleep(float(qs or 0))
+        environ["bridge.retire"]()
+        start_response("200 OK", text)
+        return [b"bye"]
     if path == "/thread":
         start_response("200 OK", text)
         return [threading.current_thread().name.encode()]
