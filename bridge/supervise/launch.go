@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -26,6 +28,9 @@ type procRunner struct {
 	stderr io.ReadCloser
 	out    *stdoutRecord
 	pid    int
+
+	mu    sync.Mutex
+	state *os.ProcessState // once it has exited
 }
 
 var _ runner.Runner = (*procRunner)(nil)
@@ -51,7 +56,29 @@ func (r *procRunner) Start(context.Context) error {
 	return nil
 }
 
-func (r *procRunner) Wait(context.Context) error { return r.cmd.Wait() }
+func (r *procRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	r.mu.Lock()
+	r.state = r.cmd.ProcessState
+	r.mu.Unlock()
+	return err
+}
+
+// exitStatus says how the process ended ("exited with status 1", "was
+// killed by signal killed"), or "" while it runs.
+func (r *procRunner) exitStatus() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == nil {
+		return ""
+	}
+	switch ws, ok := r.state.Sys().(syscall.WaitStatus); {
+	case ok && ws.Signaled():
+		return fmt.Sprintf("was killed by signal %v", ws.Signal())
+	default:
+		return fmt.Sprintf("exited with status %d", r.state.ExitCode())
+	}
+}
 
 func (r *procRunner) Kill(context.Context) error {
 	if r.cmd.Process == nil {
@@ -131,6 +158,14 @@ func (s *stdoutRecord) Write(p []byte) (int, error) {
 		s.onStray(bytes.Clone(s.stray))
 	}
 	return n, nil
+}
+
+// firstLine is what the runner wrote first on stdout, without the newline,
+// and whether that line is complete.
+func (s *stdoutRecord) firstLine() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.TrimRight(string(s.handshake), "\r\n"), s.done
 }
 
 // Handshake is the first line the runner wrote, with its newline.

@@ -5,7 +5,9 @@ package supervise
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -41,11 +43,19 @@ type ProcessConfig struct {
 	// Threads, Slots and Workers are told to the runner (BRIDGE_THREADS,
 	// BRIDGE_SLOTS, BRIDGE_WORKERS).
 	Threads, Slots, Workers int
+	// Grace is told to the runner (BRIDGE_GRACE): how long requests in
+	// flight may take to finish once it is asked to stop. 0 means
+	// DefaultGrace, the runners' own default.
+	Grace time.Duration
 	// StartTimeout bounds the handshake and the first Describe.
 	StartTimeout time.Duration
 	// Log receives the runner's stderr lines, re-logged.
 	Log zerolog.Logger
 }
+
+// DefaultGrace is what a runner waits for requests in flight when
+// BRIDGE_GRACE is not set (bridge's --grace default too).
+const DefaultGrace = 30 * time.Second
 
 // Process is one started runner: a go-plugin client, its gRPC connection
 // and the runner's first Describe answer.
@@ -69,7 +79,16 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	// the last duplicate wins; so we build the whole environment ourselves.
 	c.Env = append(os.Environ(), cmd.Env...)
 	c.Env = append(c.Env, mallocDefaults(c.Env)...)
+	grace := cfg.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
 	c.Env = append(c.Env,
+		// Always set, in the one format every runner parses (Go's
+		// Duration.String, runners/CONTRACT.md): bridge's own
+		// BRIDGE_GRACE=30s from the environment must not reach a runner
+		// unparsed, and it would otherwise not learn --grace at all.
+		"BRIDGE_GRACE="+grace.String(),
 		"BRIDGE_WORKER="+cfg.Name,
 		"BRIDGE_THREADS="+strconv.Itoa(cfg.Threads),
 		// Slot streams bridge may open at once; those past the threads wait
@@ -120,9 +139,10 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		p.Kill()
 		return nil, err
 	}
+	began := time.Now()
 	conn, err := p.client.Client()
 	if err != nil {
-		return fail(startError(err, p.client, p.stderr))
+		return fail(p.startError(err, cfg, time.Since(began)))
 	}
 	p.conn = conn
 	raw, err := conn.Dispense(runners.PluginName)
@@ -139,18 +159,73 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	return p, nil
 }
 
-// startError explains a failed start with what the runner last logged (an
-// import error, usually) rather than go-plugin's handshake message.
-func startError(err error, client *plugin.Client, stderr *logx.LineLogger) error {
-	// Give the stderr reader a moment to take the runner's last words.
-	for i := 0; i < 20 && !client.Exited(); i++ {
+// startError turns a failed start into one line that says what the
+// runner did, instead of go-plugin's multi-line message: printed something
+// else first on stdout, exited before its handshake (with its own last
+// error line, e.g. an import error or a refused cookie), wrote nothing in
+// time, or named a protocol or version bridge does not speak.
+func (p *Process) startError(err error, cfg ProcessConfig, waited time.Duration) error {
+	path := cfg.Command.Path
+	if p.PID() == 0 {
+		var pe *fs.PathError // "fork/exec PATH: reason": PATH is said once
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("runner %s could not be started: %w", path, err)
+	}
+	// Give the runner a moment to exit and the stderr reader to take its
+	// last words.
+	for i := 0; i < 20 && !p.client.Exited(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)
-	if last := stderr.LastError(); last != "" {
-		return fmt.Errorf("runner failed to start: %s", last)
+	last := p.stderr.LastError()
+	first, complete := p.stdout.firstLine()
+	if first != "" || complete {
+		if problem := handshakeProblem(first); problem != "" {
+			return fmt.Errorf("runner %s: %s", path, problem)
+		}
 	}
-	return fmt.Errorf("runner failed to start: %w", err)
+	// go-plugin kills a runner that is out of time: that is no exit of its own.
+	if !complete && waited >= cfg.StartTimeout {
+		return fmt.Errorf("runner %s wrote no handshake line within --start-timeout (%s)", path, cfg.StartTimeout)
+	}
+	if status := p.run.exitStatus(); status != "" && !complete {
+		if last != "" {
+			return fmt.Errorf("runner %s %s before its handshake line: %s", path, status, last)
+		}
+		return fmt.Errorf("runner %s %s before its handshake line", path, status)
+	}
+	if last != "" {
+		return fmt.Errorf("runner %s failed to start: %s", path, last)
+	}
+	return fmt.Errorf("runner %s failed to start: %w", path, err)
+}
+
+// handshakeProblem says what is wrong with a runner's first stdout line for
+// bridge, or "" if nothing is.
+func handshakeProblem(line string) string {
+	parts := strings.Split(line, "|")
+	if len(parts) < 4 || (parts[2] != "unix" && parts[2] != "tcp") {
+		if len(line) > 80 {
+			line = line[:80]
+		}
+		return fmt.Sprintf("first line on stdout is not a go-plugin handshake (want 1|1|unix|/path.sock|grpc, got %q)", line)
+	}
+	if parts[0] != strconv.Itoa(plugin.CoreProtocolVersion) {
+		return fmt.Sprintf("handshake speaks go-plugin core protocol %q; bridge speaks %d", parts[0], plugin.CoreProtocolVersion)
+	}
+	if v := strconv.Itoa(int(runners.Handshake.ProtocolVersion)); parts[1] != v {
+		return fmt.Sprintf("handshake names runner protocol version %q; bridge speaks %s (PLUGIN_PROTOCOL_VERSIONS=%s)", parts[1], v, v)
+	}
+	proto := "netrpc" // go-plugin's default when the field is missing
+	if len(parts) > 4 {
+		proto = parts[4]
+	}
+	if proto != string(plugin.ProtocolGRPC) {
+		return fmt.Sprintf("handshake names protocol %q; bridge runners speak grpc", proto)
+	}
+	return ""
 }
 
 // PID returns the runner's process id (0 before it started).

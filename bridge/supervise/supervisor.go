@@ -49,8 +49,8 @@ type Config struct {
 	// before its worker counts as stuck: its stacks are dumped (SIGUSR1)
 	// and it is replaced. 0: cancelled requests are not followed up.
 	CancelGrace time.Duration
-	// RecycleGrace bounds how long a recycled worker may finish its
-	// requests.
+	// RecycleGrace (--grace) bounds how long a recycled worker may finish
+	// its requests; runners are told it as BRIDGE_GRACE.
 	RecycleGrace time.Duration
 }
 
@@ -63,8 +63,9 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	stopWatch chan struct{}
-	watchOnce sync.Once
+	stopWatch  chan struct{}
+	watchOnce  sync.Once
+	fewerSlots sync.Once // logged that the runner offers fewer slots
 
 	mu       sync.Mutex
 	running  map[int]*slotWorker
@@ -157,9 +158,18 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) er
 	name := s.workerName(i, restart)
 	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
 	p, err := StartProcess(ctx, ProcessConfig{Command: s.cfg.Command, Name: name, Threads: s.cfg.Threads,
-		Slots: s.cfg.Threads + s.cfg.Pipeline, Workers: s.cfg.Workers, StartTimeout: s.cfg.StartTimeout, Log: log})
+		Slots: s.cfg.Threads + s.cfg.Pipeline, Workers: s.cfg.Workers, Grace: s.cfg.RecycleGrace,
+		StartTimeout: s.cfg.StartTimeout, Log: log})
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", name, err)
+	}
+	if asked, got := s.cfg.Threads+s.cfg.Pipeline, s.slots(p.info); got < asked {
+		// The runner's limit, not a fault: said once per generation, not
+		// at every restart of a crash-looping worker.
+		s.fewerSlots.Do(func() {
+			s.cfg.Log.Info().Str("runner", s.cfg.Runner).Int("asked", asked).Int("slots", got).
+				Msgf("the runner offers %d Slot streams per worker of the %d asked for (--threads + --pipeline); bridge opens %d", got, asked, got)
+		})
 	}
 	log = log.With().Int("pid", p.PID()).Logger()
 	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, s.slots(p.info), log)
