@@ -24,7 +24,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
-.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check lint \
+.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check coverage lint \
         bench bench-deps bench-quick bench-scaling bench-publish clean
 
 help: ## show this help
@@ -87,6 +87,9 @@ proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## regenerate Go, Python a
 proto-check: proto ## fail if the committed stubs differ from what proto/ generates
 	@git diff --exit-code -- proto python/bridge_runner/runner_pb2.py ruby/lib/bridge_runner/runner_pb.rb \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+coverage: ## regenerate docs/coverage.md: which test covers which conformance ID, per runner
+	$(GO) run ./docs/coverage
 
 lint: ## gofmt, go vet, shellcheck (if installed)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
