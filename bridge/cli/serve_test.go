@@ -41,7 +41,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// Drain (DESIGN "Supervision", issue 6 item 2): after the shutdown signal,
+// Drain (docs/design.md "Supervision", issue 6 item 2): after the shutdown signal,
 // readiness fails, new connections are refused, 20 in-flight 2-second
 // requests all finish with 200, and serve returns nil within grace + 1 s.
 // On the way: a reload through the admin listener, and a /metrics sample.
