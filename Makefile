@@ -21,10 +21,12 @@ BENCH_APT_PKGS := nginx wrk uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-p
                   gunicorn starman puma python3-flask libdancer2-perl libtemplate-perl ruby-sinatra
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
+NODE_RUNNER := examples/runners/node
+
 DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
-.PHONY: help deps build run test test-go test-python test-perl test-ruby proto proto-check coverage lint \
+.PHONY: help deps node-deps build run test test-go test-python test-perl test-ruby test-node conformance proto proto-check coverage lint \
         bench bench-deps bench-quick bench-scaling bench-publish clean
 
 help: ## show this help
@@ -32,13 +34,29 @@ help: ## show this help
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## install missing Debian packages (needs root or sudo)
+deps: ## install missing Debian packages (needs root or sudo) and the Node example runner's npm packages
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	else echo "deps: all Debian packages present"; fi
+	@$(MAKE) --no-print-directory node-deps
+
+# The Node.js example runner (examples/runners/node) is tested like the
+# built-in ones: it needs node, npm and its locked npm packages.
+node-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "installing: nodejs npm"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@if [ ! -f $(NODE_RUNNER)/node_modules/.package-lock.json ] || \
+	    ! cmp -s $(NODE_RUNNER)/package-lock.json $(NODE_RUNNER)/node_modules/.bridge-lock; then \
+	  echo "npm ci in $(NODE_RUNNER)"; \
+	  (cd $(NODE_RUNNER) && npm ci --no-audit --no-fund --loglevel=error) && \
+	  cp $(NODE_RUNNER)/package-lock.json $(NODE_RUNNER)/node_modules/.bridge-lock; \
+	else echo "node-deps: npm packages present"; fi
 
 build: ## build bin/bridge
 	$(GO) build -o $(BRIDGE) ./cmd/bridge
@@ -59,7 +77,7 @@ run: deps build ## serve the demo app on http://127.0.0.1:8080 and a uwsgi socke
 	$(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
 	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) --log-format console
 
-test: deps build proto-check test-go test-python test-perl test-ruby ## run every test (Go, shims, e2e with nginx)
+test: deps build proto-check test-go test-python test-perl test-ruby test-node ## run every test (Go, shims, e2e with nginx, the conformance kit on every runner)
 
 test-go:
 	$(GO) vet ./...
@@ -73,6 +91,21 @@ test-perl: build
 
 test-ruby:
 	ruby -Iruby/lib -Iruby/test ruby/test/run.rb
+
+test-node: node-deps
+	cd $(NODE_RUNNER) && node --test test/
+
+# A built-in runner by name, or any runner: RUNNER=SPEC KIT=DIR.
+conformance: build ## check a runner with the conformance kit: RUNNER=python|perl|ruby|node, or RUNNER=SPEC KIT=DIR
+	@case "$(RUNNER)" in \
+	  python) spec=python:app:application; dir=runners/kit/python;; \
+	  perl)   spec=perl:app.psgi;          dir=runners/kit/perl;; \
+	  ruby)   spec=ruby:config.ru;         dir=runners/kit/ruby;; \
+	  node)   spec="exec:node ../runner.js app.js"; dir=$(NODE_RUNNER)/kit;; \
+	  "")     echo "usage: make conformance RUNNER=python|perl|ruby|node, or RUNNER=SPEC KIT=DIR"; exit 2;; \
+	  *)      spec="$(RUNNER)"; dir="$(KIT)";; \
+	esac; \
+	$(BRIDGE) conform --runner "$$spec" --chdir "$${dir:-.}"
 
 $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go

@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// kitRunners are the runners whose kit app `bridge conform` checks in
+// `make test`: every built-in runner and the Node.js example runner.
+// docs/coverage counts the kit's checks as covering their IDs for each.
+var kitRunners = []struct {
+	name, spec, dir string
+}{
+	{"python", "python:app:application", "runners/kit/python"},
+	{"perl", "perl:app.psgi", "runners/kit/perl"},
+	{"ruby", "ruby:config.ru", "runners/kit/ruby"},
+	{"node", "exec:node ../runner.js app.js", "examples/runners/node/kit"},
+}
+
+// TestConformanceKit runs the runner conformance kit (C1–C21 and the G
+// items it names) against each runner's kit app, as `make conformance` does.
+func TestConformanceKit(t *testing.T) {
+	trackSources()
+	for _, r := range kitRunners {
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
+			if r.name == "node" {
+				requireNode(t)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bridgeBin, "conform", "--runner", r.spec, "--chdir", filepath.Join(repoRoot, r.dir))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bridge conform --runner %s: %v\n%s", r.spec, err, out)
+			}
+			if !regexp.MustCompile(`\d+ checks: \d+ passed, 0 failed`).Match(out) {
+				t.Fatalf("no passing summary line:\n%s", out)
+			}
+			t.Logf("\n%s", out)
+		})
+	}
+}
+
+// requireNode fails (never skips) when the Node.js runner cannot run: CI
+// installs node and the runner's packages (make deps).
+func requireNode(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not on PATH: run `make deps` (installs nodejs and the Node runner's npm packages)")
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "examples/runners/node/node_modules/@grpc/grpc-js")); err != nil {
+		t.Fatal("examples/runners/node/node_modules is missing: run `make deps` (npm ci in examples/runners/node)")
+	}
+}
