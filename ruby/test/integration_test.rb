@@ -269,6 +269,33 @@ class IntegrationTest < Minitest::Test
     assert st&.success?
   end
 
+  def test_bridge_retire_ends_with_retire_and_exits_0
+    # env['bridge.retire'] (CONTRACT "Slots", retire): the end frame carries
+    # retire; a request waiting at the gate behind it still completes; then
+    # the process exits 0 by itself.
+    stub = stub_for(start('retire.ru', threads: 1, slots: 2))
+    before = stub.slot([Bridge::V1::RequestFrame.new(head: head(request_id: 'rid-0'), end: true)]).to_a
+    refute before.last.retire
+    a = Thread.new do
+      stub.slot([Bridge::V1::RequestFrame.new(head: head(path: '/retire', query: '0.3', request_id: 'rid-a'), end: true)]).to_a
+    end
+    sleep 0.1
+    b = Thread.new { stub.slot([Bridge::V1::RequestFrame.new(head: head(request_id: 'rid-b'), end: true)]).to_a }
+    out = a.value
+    assert_equal 'bye', out.map(&:body).join
+    assert out.last.end && out.last.retire, 'the end frame says the runner retires'
+    refute out[0...-1].any?(&:retire)
+    out = b.value
+    assert_equal 'hello', out.map(&:body).join
+    refute out.last.retire
+    st = Timeout.timeout(10) { Process.wait2(@pid)[1] }
+    @pid = nil
+    assert st.success?, 'exit 0'
+    @err_thread.join(5)
+    rec = @err.lines.map { |l| JSON.parse(l) }.find { |r| r['message'].start_with?('bridge.retire') }
+    assert_equal 'rid-a', rec['request_id']
+  end
+
   def test_refuses_without_cookie
     _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
     refute st.success?

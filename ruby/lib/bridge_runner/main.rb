@@ -107,7 +107,8 @@ module BridgeRunner
       # No gate when every stream has a thread: nothing to wait for.
       gate = Gate.new(threads) if slots > threads
       factory = lambda do
-        Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker, gate: gate)
+        Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker, gate: gate,
+                      on_retire: stop) # bridge.retire: shut down as on SIGTERM
       end
       # No BDP pings: bridge fixes its windows (4 MiB stream, 16 MiB
       # connection) and a unix socket has no bandwidth-delay product to find.

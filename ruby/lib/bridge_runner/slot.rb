@@ -42,9 +42,13 @@ module BridgeRunner
     attr_reader :app
 
     # opts: :threads, :workers, :rack3, :lint; gate: a Gate shared by the
-    # runner's Slots when it has more of them than threads (nil: none).
-    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil, gate: nil)
+    # runner's Slots when it has more of them than threads (nil: none);
+    # on_retire: called once an app's env['bridge.retire'] response is out.
+    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil, gate: nil,
+                   on_retire: nil)
       @app = lint ? Rack::Lint.new(app) : app
+      @on_retire = on_retire
+      @retiring = false
       @threads = threads
       @workers = workers
       @rack3 = rack3
@@ -60,7 +64,11 @@ module BridgeRunner
         'rack.logger' => LOGGER,
         'rack.multithread' => threads > 1,
         'rack.multiprocess' => workers > 1,
-        'rack.run_once' => false
+        'rack.run_once' => false,
+        # The app asks for this runner to exit after the response: its end
+        # frame carries retire (CONTRACT "Slots"), then the process drains
+        # and exits 0 as on SIGTERM.
+        'bridge.retire' => -> { @retiring = true; nil }
       }
       unless rack3
         @base['rack.version'] = Rack::VERSION
@@ -97,14 +105,28 @@ module BridgeRunner
         @tracker&.call(1, rid)
         begin
           serve_one(frame, reqs, &out)
+          flush_quietly if @retiring # the end frame leaves before the shutdown
         ensure
           # A cancelled call gets here too, once the app has returned: gRPC
           # stops taking frames and the enumerator unwinds through here.
           @tracker&.call(-1, rid)
           # After body.close and rack.response_finished: they are app work.
           @gate&.leave
+          retired(rid) if @retiring
         end
+        return if @retiring # no further request on this stream
       end
+    end
+
+    def flush_quietly
+      @flusher&.flush
+    rescue StandardError
+      nil # the call went away: nothing more can be sent
+    end
+
+    def retired(rid)
+      Log.info('bridge.retire: the worker exits after this request', request_id: rid)
+      @on_retire&.call
     end
 
     # A request waiting at the gate reads nothing from its stream, so a
@@ -219,7 +241,7 @@ module BridgeRunner
         kind = e.is_a?(AppError) ? e.kind : 'app'
         Log.error("app error: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"))
         out.call(W.response(error: [kind, "#{e.class}: #{e.message}"[0, 4096], (e.backtrace || []).join("\n")[0, 65_536]],
-                            fin: true, abort: @head_sent), true)
+                            fin: true, retire: @retiring, abort: @head_sent), true)
         completed = true
       ensure
         unless completed || finished_error
@@ -380,14 +402,14 @@ module BridgeRunner
       end
       if no_body
         @head_sent = true
-        out.call(W.response(head: head, fin: true), true)
+        out.call(W.response(head: head, fin: true, retire: @retiring), true)
         return
       end
       if !body.is_a?(Array) && body.respond_to?(:to_path) && (path = body.to_path) && File.file?(path) &&
          File.readable?(path) && (clen.nil? || File.size(path) == clen) &&
          (path = File.expand_path(path)).dup.force_encoding(Encoding::UTF_8).valid_encoding?
         @head_sent = true
-        out.call(W.response(head: head, file: [path, 0, -1], fin: true), true)
+        out.call(W.response(head: head, file: [path, 0, -1], fin: true, retire: @retiring), true)
         return
       end
       remaining = clen
@@ -414,7 +436,7 @@ module BridgeRunner
           end
         end
         @head_sent = true
-        out.call(W.response(head: head, body: buf, fin: true, abort: abort), true)
+        out.call(W.response(head: head, body: buf, fin: true, retire: @retiring, abort: abort), true)
         return
       end
       short = false
@@ -438,7 +460,7 @@ module BridgeRunner
       end
       h = @head_sent ? nil : head
       @head_sent = true
-      out.call(W.response(head: h, fin: true, abort: !remaining.nil? && remaining > 0), true)
+      out.call(W.response(head: h, fin: true, retire: @retiring, abort: !remaining.nil? && remaining > 0), true)
     end
 
     # Rack 3 streaming body (R24): head first, then call(stream).
@@ -447,7 +469,7 @@ module BridgeRunner
       @head_sent = true
       stream = Stream.new(env['rack.input'], no_body, out)
       @body.call(stream)
-      out.call(W.response(fin: true), true)
+      out.call(W.response(fin: true, retire: @retiring), true)
     end
 
     class Stream
