@@ -10,13 +10,14 @@ import os
 import queue
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 
 from . import logs
+from .durations import parse_duration
 
 COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
+DEFAULT_GRACE = "30s"
 
 
 def default_server(threads):
@@ -41,6 +42,32 @@ def _int_env(name, default):
         raise SystemExit("bridge_runner: %s=%r is not a number" % (name, value)) from None
 
 
+def _grace(text, name):
+    """Seconds in a Go duration (BRIDGE_GRACE's format, runners/CONTRACT.md)."""
+    try:
+        ns = parse_duration(text)
+    except ValueError:
+        ns = -1
+    if ns < 0:
+        raise ValueError("%s=%s is not a duration such as 30s, 1m30s or 500ms" % (name, text))
+    return ns / 1e9
+
+
+def handshake_env_error(prog):
+    """Why the environment is not one bridge starts a runner in, or None.
+    The same checks, in the same words, in every shim (runners/CONTRACT.md,
+    "Start-up")."""
+    name, value = COOKIE
+    if os.environ.get(name) != value:
+        return "%s is a bridge runner plugin, started by bridge; %s is not %s" % (prog, name, value)
+    versions = os.environ.get("PLUGIN_PROTOCOL_VERSIONS", "")
+    if versions and "1" not in versions.split(","):
+        return "PLUGIN_PROTOCOL_VERSIONS is %s: this runner speaks protocol version 1 only" % versions
+    if not os.environ.get("PLUGIN_UNIX_SOCKET_DIR"):
+        return "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket"
+    return None
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python3 -m bridge_runner",
                                 description="bridge's WSGI runner (a go-plugin gRPC plugin).")
@@ -51,8 +78,9 @@ def parse_args(argv):
     p.add_argument("--slots", type=int, default=None,
                    help="Slot streams bridge may open (at least --threads; the ones past it "
                         "wait their turn); default $BRIDGE_SLOTS, else --threads")
-    p.add_argument("--grace", type=float, default=30.0,
-                   help="seconds in-flight requests get to finish on shutdown (default 30)")
+    p.add_argument("--grace", default=None, metavar="DURATION",
+                   help="time in-flight requests get to finish on shutdown, as a Go duration "
+                        "(30s, 1m30s, 500ms); default $BRIDGE_GRACE, else 30s")
     p.add_argument("--validate", action="store_true",
                    help="wrap the app in wsgiref.validate.validator (conformance tests)")
     args = p.parse_args(argv)
@@ -103,14 +131,17 @@ def _log_stacks_on_sigusr1():
 
 def main(argv=None):
     args = parse_args(argv)
-    if os.environ.get(COOKIE[0]) != COOKIE[1]:
-        logs.log("error", "bridge_runner is a bridge runner plugin and is started by bridge, "
-                 "not by hand (%s=%s is not set)" % COOKIE)
+    problem = handshake_env_error("bridge_runner")
+    if problem:
+        logs.log("error", problem)
         return 1
-    versions = os.environ.get("PLUGIN_PROTOCOL_VERSIONS", "")
-    if versions and "1" not in versions.split(","):
-        logs.log("error", "bridge asks for plugin protocol version(s) %s; this runner speaks 1"
-                 % versions)
+    try:
+        if args.grace is not None:
+            args.grace = _grace(args.grace, "--grace")
+        else:
+            args.grace = _grace(os.environ.get("BRIDGE_GRACE") or DEFAULT_GRACE, "BRIDGE_GRACE")
+    except ValueError as exc:
+        logs.log("error", str(exc))
         return 1
     workers = _int_env("BRIDGE_WORKERS", 1)
 
@@ -154,7 +185,7 @@ def main(argv=None):
     else:
         server = Server(gateway, spec, args.threads, slots=args.slots)
     try:
-        path = server.listen(os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir())
+        path = server.listen(os.environ["PLUGIN_UNIX_SOCKET_DIR"])
         server.start()
     except (OSError, RuntimeError) as exc:
         logs.log("error", "cannot start the gRPC server: %s" % exc)

@@ -38,7 +38,11 @@ class Shim:
                         PLUGIN_UNIX_SOCKET_DIR=str(sock_dir), PYTHONPATH=PYTHON_DIR,
                         BRIDGE_WORKER="0")
         full_env.pop("BRIDGE_THREADS", None)
-        full_env.update(env or {})
+        for k, v in (env or {}).items():  # None unsets
+            if v is None:
+                full_env.pop(k, None)
+            else:
+                full_env[k] = v
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge_runner", "--app", app, *args],
             cwd=str(cwd), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -415,6 +419,19 @@ def test_sigterm_lets_in_flight_requests_finish(shim):
     assert s.wait() == 0
 
 
+def test_bridge_grace_bounds_the_wait_for_in_flight_requests(shim):
+    """BRIDGE_GRACE, a Go duration: after it, SIGTERM stops waiting."""
+    s = shim(env={"BRIDGE_GRACE": "300ms"})
+    s.handshake()
+    slot = s.slot()
+    slot.send(head(path="/slow", extra=[("QUERY_STRING", "1")]))
+    time.sleep(0.1)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 0
+    s._reader.join(WAIT)
+    assert any("still running after 0.3s" in r["message"] for r in s.records())
+
+
 BROKEN = {
     "missing_module": ("nosuchmodule:application", None,
                        "cannot import module 'nosuchmodule': ModuleNotFoundError"),
@@ -448,12 +465,36 @@ def test_G24_app_that_does_not_load_exits_1_before_the_handshake(shim, tmp_path,
         assert "Traceback" in errors[0]["traceback"]
 
 
-def test_refuses_to_start_without_the_cookie(shim):
-    s = shim(env={"BRIDGE_PLUGIN": ""})
+NOT_BRIDGE = {
+    "no_cookie": ({"BRIDGE_PLUGIN": None},
+                  "bridge_runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1"),
+    "wrong_cookie": ({"BRIDGE_PLUGIN": "runner-v2"},
+                     "bridge_runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1"),
+    "other_versions": ({"PLUGIN_PROTOCOL_VERSIONS": "2,3"},
+                       "PLUGIN_PROTOCOL_VERSIONS is 2,3: this runner speaks protocol version 1 only"),
+    "no_socket_dir": ({"PLUGIN_UNIX_SOCKET_DIR": None},
+                      "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket"),
+    "bad_grace": ({"BRIDGE_GRACE": "30"}, "BRIDGE_GRACE=30 is not a duration such as 30s, 1m30s or 500ms"),
+    "negative_grace": ({"BRIDGE_GRACE": "-1s"}, "BRIDGE_GRACE=-1s is not a duration such as 30s, 1m30s or 500ms"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_BRIDGE))
+def test_refuses_an_environment_bridge_did_not_make(shim, case):
+    """CONTRACT "Start-up": cookie, protocol versions, socket directory and
+    BRIDGE_GRACE are checked first, in the same words as the other shims:
+    one error line, exit 1, nothing on stdout."""
+    env, message = NOT_BRIDGE[case]
+    s = shim(env=env)
     assert s.wait() == 1
     assert s.proc.stdout.read() == b""
     s._reader.join(WAIT)
-    assert any("BRIDGE_PLUGIN=runner-v1" in r["message"] for r in s.records())
+    assert [(r.get("level"), r["message"]) for r in s.records()] == [("error", message)]
+
+
+def test_versions_including_1_and_grace_in_go_format_are_accepted(shim):
+    s = shim(env={"PLUGIN_PROTOCOL_VERSIONS": "3,1", "BRIDGE_GRACE": "1m30s"})
+    s.handshake()
 
 
 def test_validate_flag_wraps_the_app(shim):
