@@ -98,7 +98,9 @@ sub route {
     }
 
     if ($path eq '/hello') {
-        return [ 200, $text, list_body($rid, 'hello') ];
+        # A plain arrayref: the runner can tell it is one chunk (C7).
+        $active--;
+        return [ 200, $text, ['hello'] ];
     }
     if (($path eq '/echo' || $path eq '/echo-stream') && $method eq 'POST') {
         # The runner reads the whole body before the call (psgix.input.buffered),
