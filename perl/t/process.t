@@ -105,13 +105,39 @@ END {
     for my $pid (@started) { kill 'KILL', $pid; waitpid $pid, 0 }
 }
 
-subtest 'refuses to start without the cookie' => sub {
-    my $p = start_runner(unset => ['BRIDGE_PLUGIN']);
-    ok !defined $p->{handshake}, 'no handshake';
-    is wait_exit($p) >> 8, 1, 'exit 1';
-    my ($rec) = log_records($p);
-    is $rec->{level}, 'error', 'one JSON error line' or diag explain [log_records($p)];
-    like $rec->{message}, qr/BRIDGE_PLUGIN=runner-v1/, 'says what is missing';
+# runners/CONTRACT.md "Start-up": the same checks, in the same words, in
+# every shim: one error line, exit 1, nothing on stdout.
+for my $case (
+    [ 'no cookie', { unset => ['BRIDGE_PLUGIN'] },
+        'bridge-psgi-runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1' ],
+    [ 'a wrong cookie', { env => { BRIDGE_PLUGIN => 'runner-v2' } },
+        'bridge-psgi-runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1' ],
+    [ 'protocol versions without 1', { env => { PLUGIN_PROTOCOL_VERSIONS => '2,3' } },
+        'PLUGIN_PROTOCOL_VERSIONS is 2,3: this runner speaks protocol version 1 only' ],
+    [ 'no socket directory', { unset => ['PLUGIN_UNIX_SOCKET_DIR'] },
+        "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket" ],
+    [ 'BRIDGE_GRACE not a Go duration', { env => { BRIDGE_GRACE => '30' } },
+        'BRIDGE_GRACE=30 is not a duration such as 30s, 1m30s or 500ms' ],
+    [ 'a negative BRIDGE_GRACE', { env => { BRIDGE_GRACE => '-1s' } },
+        'BRIDGE_GRACE=-1s is not a duration such as 30s, 1m30s or 500ms' ],
+    [ '--grace not a Go duration', { args => [ '--grace', '0.5' ] },
+        '--grace=0.5 is not a duration such as 30s, 1m30s or 500ms' ],
+) {
+    my ($name, $opts, $message) = @$case;
+    subtest "refuses to start: $name" => sub {
+        my $p = start_runner(%$opts);
+        ok !defined $p->{handshake}, 'no handshake';
+        is wait_exit($p) >> 8, 1, 'exit 1';
+        is_deeply [ map { [ $_->{level}, $_->{message} ] } log_records($p) ], [ [ error => $message ] ],
+          'one error line';
+    };
+}
+
+subtest 'protocol versions that include 1 and BRIDGE_GRACE as a Go duration are accepted' => sub {
+    my $p = start_runner(env => { PLUGIN_PROTOCOL_VERSIONS => '3,1', BRIDGE_GRACE => '1m30s' });
+    like $p->{handshake}, qr/^1\|1\|unix\|/, 'handshake';
+    kill 'TERM', $p->{pid};
+    is wait_exit($p, 10), 0, 'exit 0';
 };
 
 subtest 'an app that fails to load: one error line, exit 1, no handshake (G24)' => sub {
@@ -274,7 +300,7 @@ subtest 'pipelined slots: six streams at once, one request each, served one at a
     is wait_exit($p, 10), 0, 'exit 0';
 };
 
-subtest 'slots: below the threads or invalid means one per thread; past the bound the runner refuses' => sub {
+subtest 'slots: below the threads or invalid means one per thread; past the bound the runner offers its bound' => sub {
     for my $slots ('1', 'many') {
         my $p = start_runner(env => { BRIDGE_THREADS => 3, BRIDGE_SLOTS => $slots });
         is describe(GRPCClient->new(socket_of($p)))->{slots}, 3, "BRIDGE_SLOTS=$slots with 3 threads: 3";
@@ -284,10 +310,13 @@ subtest 'slots: below the threads or invalid means one per thread; past the boun
         wait_exit($p, 10);
     }
     my $p = start_runner(env => { BRIDGE_SLOTS => 1000 });
-    ok !defined $p->{handshake}, 'BRIDGE_SLOTS=1000: no handshake';
-    is wait_exit($p) >> 8, 1, 'exit 1';
-    my ($rec) = grep { ($_->{level} // '') eq 'error' } log_records($p);
-    like $rec->{message}, qr/^1000 slots asked for: the PSGI runner takes at most 128 Slot streams/, 'says why';
+    is describe(GRPCClient->new(socket_of($p)))->{slots}, 128, 'BRIDGE_SLOTS=1000: starts, and Describe offers 128';
+    my @warn = grep { ($_->{level} // '') eq 'warn' } log_records($p);
+    is scalar(@warn), 1, 'one warning';
+    like $warn[0]{message}, qr/^1000 slots asked for: the PSGI runner serves at most 128 Slot streams .*; Describe offers 128$/,
+      'says why and what it offers';
+    kill 'TERM', $p->{pid};
+    is wait_exit($p, 10), 0, 'exit 0';
 };
 
 subtest 'G4 G16 a request cancelled while it waits for the app thread never starts' => sub {
@@ -404,7 +433,7 @@ subtest 'X4 harakiri: response, cleanup, exit 0' => sub {
 };
 
 subtest 'G25 the shutdown grace runs out: the app call is interrupted, its response fails, exit 0' => sub {
-    my $p = start_runner(args => [ '--grace', '0.5' ]);
+    my $p = start_runner(env => { BRIDGE_GRACE => '500ms' });
     my $c = GRPCClient->new(socket_of($p));
     my $st = $c->open_stream('/bridge.v1.Runner/Slot');
     $c->send_msg($st, request_bytes(path => '/sleep', query => '5'));

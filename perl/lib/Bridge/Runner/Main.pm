@@ -11,24 +11,26 @@ use strict;
 use warnings;
 
 use Carp ();
-use File::Spec ();
 use Getopt::Long ();
 use Scalar::Util ();
 use Time::HiRes ();
 use overload ();
+use Bridge::Runner::Duration ();
 use Bridge::Runner::GRPC ();
 use Bridge::Runner::Log;
 
 use constant COOKIE => ('BRIDGE_PLUGIN', 'runner-v1');
-# Slot streams taken at most: half of what one HTTP/2 connection may have
-# open (Bridge::Runner::GRPC::MAX_STREAMS), so that each can have a
+# Slot streams served at most: half of what one HTTP/2 connection may have
+# open (Bridge::Runner::GRPC::MAX_STREAMS; Protocol::HTTP2 never frees a
+# closed stream, so the limit cannot grow), so that each can have a
 # replacement opened while a cancelled one winds down, and Describe and
-# Health calls still fit. bridge itself opens at most 64.
+# Health calls still fit. Asked for more, the runner offers this many in
+# Describe, and bridge opens no more (runners/CONTRACT.md).
 use constant MAX_SLOTS => Bridge::Runner::GRPC::MAX_STREAMS / 2;
 
 sub usage {
     return <<'USAGE';
-usage: perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--slots N] [--grace S] [--lint]
+usage: perl bin/bridge-psgi-runner --app FILE.psgi [--threads N] [--slots N] [--grace DURATION] [--lint]
 
 bridge's PSGI runner, a go-plugin gRPC plugin started by bridge (it refuses
 to run without BRIDGE_PLUGIN=runner-v1). See perl/README.md.
@@ -37,10 +39,10 @@ USAGE
 
 sub main {
     my @argv = @_;
-    my %opt = (grace => 30);
+    my %opt;
     Getopt::Long::Configure(qw(no_ignore_case no_auto_abbrev));
     my $parsed = Getopt::Long::GetOptionsFromArray(\@argv, \%opt,
-        'app=s', 'threads=i', 'slots=i', 'grace=f', 'lint', 'help');
+        'app=s', 'threads=i', 'slots=i', 'grace=s', 'lint', 'help');
     if ($opt{help}) {
         print STDERR usage();
         return 0;
@@ -49,15 +51,15 @@ sub main {
         Bridge::Runner::Log::log(error => 'bad arguments: ' . join(' ', @_), usage => usage());
         return 2;
     }
-    my ($name, $value) = COOKIE;
-    if (($ENV{$name} // '') ne $value) {
-        Bridge::Runner::Log::log(error => "bridge-psgi-runner is a bridge runner plugin and is started by bridge, "
-              . "not by hand ($name=$value is not set)");
+    if (my $problem = handshake_env_error('bridge-psgi-runner')) {
+        Bridge::Runner::Log::log(error => $problem);
         return 1;
     }
-    my $versions = $ENV{PLUGIN_PROTOCOL_VERSIONS} // '';
-    if (length $versions && !grep { $_ eq '1' } split /,/, $versions) {
-        Bridge::Runner::Log::log(error => "bridge asks for plugin protocol version(s) $versions; this runner speaks 1");
+    my ($grace, $grace_name) = defined $opt{grace} ? ($opt{grace}, '--grace')
+      : (length($ENV{BRIDGE_GRACE} // '') ? $ENV{BRIDGE_GRACE} : '30s', 'BRIDGE_GRACE');
+    my $grace_ns = eval { Bridge::Runner::Duration::parse($grace) };
+    if (!defined $grace_ns || $grace_ns < 0) {
+        Bridge::Runner::Log::log(error => "$grace_name=$grace is not a duration such as 30s, 1m30s or 500ms");
         return 1;
     }
     my $threads = $opt{threads} // $ENV{BRIDGE_THREADS} // 1;
@@ -68,11 +70,11 @@ sub main {
     $slots = $threads unless $slots =~ /^\d+$/ && $slots >= $threads;
     $slots += 0;
     if ($slots > MAX_SLOTS) {
-        Bridge::Runner::Log::log(error => "$slots slots asked for: the PSGI runner takes at most " . MAX_SLOTS
+        Bridge::Runner::Log::log(warn => "$slots slots asked for: the PSGI runner serves at most " . MAX_SLOTS
               . ' Slot streams (its HTTP/2 connection allows ' . Bridge::Runner::GRPC::MAX_STREAMS
               . ' streams at once, with room for replacements of cancelled ones and other calls); '
-              . 'lower bridge\'s --threads + --pipeline');
-        return 1;
+              . 'Describe offers ' . MAX_SLOTS);
+        $slots = MAX_SLOTS;
     }
     my $workers = $ENV{BRIDGE_WORKERS} // 1;
     $workers = 1 unless $workers =~ /^\d+$/;
@@ -106,13 +108,13 @@ sub main {
     require Bridge::Runner::Service;
     my $psgi    = Bridge::Runner::PSGI->new(app => $app, workers => $workers);
     my $service = Bridge::Runner::Service->new(psgi => $psgi, app_name => $opt{app}, slots => $slots);
-    my $path = eval { $service->listen($ENV{PLUGIN_UNIX_SOCKET_DIR} || File::Spec->tmpdir) };
+    my $path = eval { $service->listen($ENV{PLUGIN_UNIX_SOCKET_DIR}) };
     if (!defined $path) {
         Bridge::Runner::Log::log(error => 'cannot start the gRPC server: ' . Bridge::Runner::Log::text("$@"));
         return 1;
     }
 
-    install_signals($service, $opt{grace});
+    install_signals($service, $grace_ns / 1e9);
 
     syswrite($handshake, "1|1|unix|$path|grpc\n");
     close $handshake;
@@ -122,6 +124,26 @@ sub main {
     $service->run;
     Bridge::Runner::Log::log(info => 'stopped');
     return 0;
+}
+
+=head2 handshake_env_error($prog)
+
+Why the environment is not one bridge starts a runner in, or undef. The same
+checks, in the same words, in every shim (runners/CONTRACT.md, "Start-up").
+
+=cut
+
+sub handshake_env_error {
+    my $prog = shift;
+    my ($name, $value) = COOKIE;
+    return "$prog is a bridge runner plugin, started by bridge; $name is not $value"
+      if ($ENV{$name} // '') ne $value;
+    my $versions = $ENV{PLUGIN_PROTOCOL_VERSIONS} // '';
+    return "PLUGIN_PROTOCOL_VERSIONS is $versions: this runner speaks protocol version 1 only"
+      if length $versions && !grep { $_ eq '1' } split /,/, $versions;
+    return "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket"
+      if !length($ENV{PLUGIN_UNIX_SOCKET_DIR} // '');
+    return undef;
 }
 
 =head2 load_app($file)
@@ -178,7 +200,8 @@ sub install_signals {
         if ($signals == 1) {
             Bridge::Runner::Log::log(info => "SIG$sig: finishing the request in flight, then exiting");
             $service->stop("SIG$sig");
-            Time::HiRes::alarm($grace) if $grace && $grace > 0;
+            # A grace of 0 (BRIDGE_GRACE=0s) waits for nothing.
+            Time::HiRes::alarm($grace > 0 ? $grace : 0.001);
             return;
         }
         $hurry->("second SIG$sig");
