@@ -156,7 +156,9 @@ module Kit
 
     case path
     when '/hello'
-      [200, text, Body.new(rid) { |out| out.call('hello') }]
+      # A plain Array: the runner can tell it is one chunk (C7).
+      leave
+      [200, text, ['hello']]
     when '/echo', '/echo-stream'
       return not_found(rid) unless post
       size = num(q, 'read', 65_536)
