@@ -2,7 +2,6 @@ package conform
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -39,7 +38,7 @@ func echo(size, piece, read int) func(*kit) error {
 		}
 		body := pattern(size)
 		id := k.id("echo")
-		rep := k.exchange(p, id, req{method: "POST", path: fmt.Sprintf("/echo?read=%d", read), body: body, piece: piece}, 60*time.Second)
+		rep := k.do(p, id, req{method: "POST", path: fmt.Sprintf("/echo?read=%d", read), body: body, piece: piece}, 60*time.Second)
 		if err := okResponse(rep); err != nil {
 			return fmt.Errorf("C11: %w", err)
 		}
@@ -57,29 +56,6 @@ func echo(size, piece, read int) func(*kit) error {
 		}
 		return nil
 	}
-}
-
-// exchange is do with the request sent from another goroutine, so that a
-// runner that answers while the body is still on its way is not stalled by
-// the kit's own sending.
-func (k *kit) exchange(p *proc, id string, r req, timeout time.Duration) *reply {
-	ctx, cancel := context.WithTimeout(k.ctx, timeout)
-	defer cancel()
-	rep := &reply{id: id}
-	s, err := p.RPC().Slot(ctx)
-	if err != nil {
-		rep.err = err
-		return rep
-	}
-	sent := make(chan error, 1)
-	start := time.Now()
-	go func() { sent <- send(s, id, r) }()
-	receive(ctx, s, rep, start, nil)
-	cancel()
-	if err := <-sent; err != nil && rep.err == nil && rep.last() != nil && !rep.last().End {
-		rep.err = fmt.Errorf("send: %w", err)
-	}
-	return rep
 }
 
 func checkStreaming(k *kit) error {
@@ -178,8 +154,12 @@ func checkStdout(k *kit) error {
 			return fmt.Errorf("G7: the app printed %s to stdout; it must reach bridge's log through stderr", text)
 		}
 	}
-	if stray, n := p.StrayStdout(); n > 0 {
-		return fmt.Errorf("C2: %d byte(s) reached stdout after the handshake line: %s", n, preview(stray))
+	// Stdout is read by another goroutine: give stray bytes time to arrive.
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+		if stray, n := p.StrayStdout(); n > 0 {
+			return fmt.Errorf("C2: %d byte(s) reached stdout after the handshake line: %s", n, preview(stray))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
 }

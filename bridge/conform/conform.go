@@ -168,6 +168,9 @@ func (k *kit) id(what string) string {
 }
 
 // do sends one request on a new Slot stream of p and reads the response.
+// The request is sent from another goroutine, so that a runner that
+// answers while the body is still on its way is not stalled by the kit's
+// own sending.
 func (k *kit) do(p *proc, id string, r req, timeout time.Duration) *reply {
 	ctx, cancel := context.WithTimeout(k.ctx, timeout)
 	defer cancel()
@@ -177,12 +180,14 @@ func (k *kit) do(p *proc, id string, r req, timeout time.Duration) *reply {
 		rep.err = err
 		return rep
 	}
+	sent := make(chan error, 1)
 	start := time.Now()
-	if err := send(s, id, r); err != nil {
-		rep.err = fmt.Errorf("send: %w", err)
-		return rep
-	}
+	go func() { sent <- send(s, id, r) }()
 	receive(ctx, s, rep, start, nil)
+	cancel()
+	if err := <-sent; err != nil && rep.err == nil && rep.last() != nil && !rep.last().End {
+		rep.err = fmt.Errorf("send: %w", err)
+	}
 	return rep
 }
 
