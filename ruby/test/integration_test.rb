@@ -296,9 +296,52 @@ class IntegrationTest < Minitest::Test
     assert_equal 'rid-a', rec['request_id']
   end
 
-  def test_refuses_without_cookie
-    _o, _e, st = Open3.capture3({ 'BRIDGE_PLUGIN' => '' }, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'))
-    refute st.success?
+  # runners/CONTRACT.md "Start-up": the same checks, in the same words, in
+  # every shim: one error line, exit 1, nothing on stdout.
+  NOT_BRIDGE = {
+    'no cookie' => [{ 'BRIDGE_PLUGIN' => nil },
+                    'bridge-rack-runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1'],
+    'a wrong cookie' => [{ 'BRIDGE_PLUGIN' => 'runner-v2' },
+                         'bridge-rack-runner is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1'],
+    'protocol versions without 1' => [{ 'PLUGIN_PROTOCOL_VERSIONS' => '2,3' },
+                                      'PLUGIN_PROTOCOL_VERSIONS is 2,3: this runner speaks protocol version 1 only'],
+    'no socket directory' => [{ 'PLUGIN_UNIX_SOCKET_DIR' => nil },
+                              "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket"],
+    'BRIDGE_GRACE not a Go duration' => [{ 'BRIDGE_GRACE' => '30' },
+                                         'BRIDGE_GRACE=30 is not a duration such as 30s, 1m30s or 500ms'],
+    'a negative BRIDGE_GRACE' => [{ 'BRIDGE_GRACE' => '-1s' },
+                                  'BRIDGE_GRACE=-1s is not a duration such as 30s, 1m30s or 500ms']
+  }.freeze
+
+  def test_refuses_an_environment_bridge_did_not_make
+    Dir.mktmpdir('rack-runner') do |dir|
+      NOT_BRIDGE.each do |name, (env, message)|
+        full = { 'BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_PROTOCOL_VERSIONS' => '1', 'PLUGIN_UNIX_SOCKET_DIR' => dir,
+                 'BRIDGE_GRACE' => nil }.merge(env)
+        out, err, st = Open3.capture3(full, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'), '--app', 'hello.ru',
+                                      chdir: File.join(ROOT, 'test/apps'))
+        assert_equal 1, st.exitstatus, name
+        assert_equal '', out, name
+        recs = err.lines.map { |l| JSON.parse(l) }
+        assert_equal [['error', message]], recs.map { |r| [r['level'], r['message']] }, name
+      end
+    end
+  end
+
+  def test_protocol_versions_with_1_and_bridge_grace_as_a_go_duration_are_accepted
+    line = start('hello.ru', extra: { 'PLUGIN_PROTOCOL_VERSIONS' => '3,1', 'BRIDGE_GRACE' => '1m30s' })
+    assert_match(/\A1\|1\|unix\|/, line)
+  end
+
+  def test_bridge_grace_bounds_the_wait_for_in_flight_requests
+    stub = stub_for(start('stream.ru', extra: { 'BRIDGE_GRACE' => '300ms' }))
+    _op, t = nap(stub, 3, 'rid-long')
+    sleep 0.2
+    began = Time.now
+    st = stop
+    assert st&.success?
+    assert_operator Time.now - began, :<, 2.5, 'SIGTERM waited past BRIDGE_GRACE'
+    t.join(5)
   end
 end
 require 'open3'

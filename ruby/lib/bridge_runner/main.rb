@@ -1,11 +1,41 @@
 # frozen_string_literal: true
 # Start-up: logs, app load, gRPC server, handshake, shutdown.
 require 'optparse'
+require 'bridge_runner/duration'
 require 'bridge_runner/log'
 
 module BridgeRunner
   module Main
     module_function
+
+    # Why the environment is not one bridge starts a runner in, or nil. The
+    # same checks, in the same words, in every shim (runners/CONTRACT.md,
+    # "Start-up").
+    def handshake_env_error(prog)
+      return "#{prog} is a bridge runner plugin, started by bridge; BRIDGE_PLUGIN is not runner-v1" unless ENV['BRIDGE_PLUGIN'] == 'runner-v1'
+
+      versions = ENV['PLUGIN_PROTOCOL_VERSIONS'] || ''
+      if !versions.empty? && !versions.split(',').include?('1')
+        return "PLUGIN_PROTOCOL_VERSIONS is #{versions}: this runner speaks protocol version 1 only"
+      end
+      return "PLUGIN_UNIX_SOCKET_DIR is not set: bridge names the directory for the runner's socket" if (ENV['PLUGIN_UNIX_SOCKET_DIR'] || '').empty?
+
+      nil
+    end
+
+    # Seconds in BRIDGE_GRACE, a Go duration (30s when unset or empty).
+    def grace_seconds
+      text = ENV['BRIDGE_GRACE'] || ''
+      text = '30s' if text.empty?
+      ns = begin
+        Duration.parse(text)
+      rescue ArgumentError
+        -1
+      end
+      raise ArgumentError, "BRIDGE_GRACE=#{text} is not a duration such as 30s, 1m30s or 500ms" if ns.negative?
+
+      ns / 1e9
+    end
 
     def run(argv)
       opts = { app: 'config.ru', threads: nil, slots: nil }
@@ -18,13 +48,15 @@ module BridgeRunner
       log_io = $stderr.dup
       log_io.sync = true
       Log.io = log_io
-      unless ENV['BRIDGE_PLUGIN'] == 'runner-v1'
-        Log.error('this is a bridge runner plugin: start it through bridge (BRIDGE_PLUGIN is not runner-v1)')
+      if (problem = handshake_env_error('bridge-rack-runner'))
+        Log.error(problem)
         exit 1
       end
       sock_dir = ENV['PLUGIN_UNIX_SOCKET_DIR']
-      if sock_dir.nil? || sock_dir.empty?
-        Log.error('PLUGIN_UNIX_SOCKET_DIR is not set')
+      begin
+        grace = grace_seconds
+      rescue ArgumentError => e
+        Log.error(e.message)
         exit 1
       end
       threads = opts[:threads] || Integer(ENV['BRIDGE_THREADS'] || '1', exception: false) || 1
@@ -137,7 +169,6 @@ module BridgeRunner
 
       sig_r.read(1)
       Log.info('shutting down: finishing in-flight requests')
-      grace = Float(ENV['BRIDGE_GRACE'] || '30', exception: false) || 30.0
       deadline = Time.now + grace
       lock.synchronize do
         # Requests waiting at the gate are in flight too; they do not
