@@ -250,24 +250,21 @@ func (hw *httpWriter) WriteHead(status int, _ string, headers []*bridgev1.Header
 	})
 	for _, kv := range headers {
 		// Assign to the map directly: Add would canonicalize the name; the
-		// app's spelling is kept as given.
+		// app's spelling is kept as given. But net/http acts on the two
+		// framing headers only under their canonical keys: a Rack 3
+		// "content-length" would otherwise go out beside a chunked body,
+		// and a "content-type" beside a sniffed one.
 		k := string(kv.Name)
+		if c := http.CanonicalHeaderKey(k); c == "Content-Length" || c == "Content-Type" {
+			k = c
+		}
 		h[k] = append(h[k], string(kv.Value))
 	}
-	if _, ok := h["Content-Type"]; !ok && !hasFold(headers, "content-type") {
+	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // present but empty: stops Go's sniffing (H12)
 	}
 	hw.w.WriteHeader(status)
 	return nil
-}
-
-func hasFold(headers []*bridgev1.Header, name string) bool {
-	for _, kv := range headers {
-		if strings.EqualFold(string(kv.Name), name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (hw *httpWriter) Write(p []byte) error {

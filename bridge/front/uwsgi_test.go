@@ -234,3 +234,16 @@ func TestHopByHopHeadersDropped(t *testing.T) {
 		t.Errorf("no warning logged")
 	}
 }
+
+// H12 G21: lower-case framing headers (Rack 3) are the app's, not doubled
+// by net/http: one Content-Length, no chunking, no sniffed Content-Type.
+func TestLowerCaseFramingHeaders(t *testing.T) {
+	s := startStack(t, 0)
+	resp, body := get(t, s.httpURL+"/lower")
+	if got := resp.Header.Values("Content-Type"); len(got) != 1 || got[0] != "text/x-kit" {
+		t.Errorf("Content-Type %q, want the app's one", got)
+	}
+	if resp.ContentLength != 2 || len(resp.TransferEncoding) != 0 || body != "ok" || resp.Header.Get("X-Ok") != "1" {
+		t.Errorf("length %d TE %v body %q headers %v", resp.ContentLength, resp.TransferEncoding, body, resp.Header)
+	}
+}

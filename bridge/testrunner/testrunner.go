@@ -259,6 +259,9 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 		return st.Send(&bridgev1.ResponseFrame{Error: &bridgev1.Error{Kind: "app", Message: "late boom"}, End: true, Abort: true})
 	case "/hop":
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Connection", "close", "X-Ok", "1", "Transfer-Encoding", "chunked", "Content-Length", "2"), Body: []byte("ok"), End: true})
+	case "/lower":
+		// Rack 3 spells every header name in lower case.
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "content-type", "text/x-kit", "content-length", "2", "x-ok", "1"), Body: []byte("ok"), End: true})
 	case "/crash":
 		os.Exit(3)
 	case "/hang":
