@@ -25,13 +25,23 @@ func applies(id string) []string {
 		return []string{"perl"}
 	case "R":
 		return []string{"ruby"}
-	case "G", "C":
+	case "G":
+		if frontItems[id] {
+			return []string{"fronts"}
+		}
+		return []string{"python", "perl", "ruby", "node"}
+	case "C":
 		return []string{"python", "perl", "ruby", "node"}
 	case "U", "H":
 		return []string{"fronts"}
 	}
 	return nil
 }
+
+// frontItems are the G items that bridge's Go side decides whatever the
+// runner: the body limit (G6), a runner crash (G15), the request timeout
+// (G16), request trailers (G20) and the same env across fronts (G22).
+var frontItems = map[string]bool{"G6": true, "G15": true, "G16": true, "G20": true, "G22": true}
 
 func prefixOf(id string) string {
 	return strings.TrimRight(id, "0123456789")
@@ -317,7 +327,8 @@ the item does not concern that column; "n/a": an exception from
 [coverage-exceptions.txt](coverage-exceptions.txt); **gap**: applicable and
 not tested.
 
-Columns: W → python; P, PS, X → perl; R → ruby; G and C → every runner;
+Columns: W → python; P, PS, X → perl; R → ruby; C and G → every runner,
+but G6, G15, G16, G20 and G22 → fronts (bridge decides them, whatever the runner);
 U, H → fronts (the Go fronts, whatever the runner); F → none (bridge has no
 FastCGI front).
 `)
