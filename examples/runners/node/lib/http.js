@@ -191,8 +191,8 @@ const HOP_BY_HOP = new Set([
 
 // ResponseParser reads what Node's ServerResponse writes: interim 1xx heads
 // (writeContinue, writeEarlyHints: dropped), then the head, then the body,
-// raw or chunked (Node chunk-encodes only when the app set
-// Transfer-Encoding: chunked itself). onHead({status, reason, headers,
+// raw or chunked (as Node encodes a body of unknown length; the trailers
+// of addTrailers() are dropped). onHead({status, reason, headers,
 // contentLength}) and onBody(buf) are called as bytes arrive.
 class ResponseParser {
   constructor(onHead, onBody) {
@@ -300,9 +300,9 @@ function makeObjects(info, hooks) {
   }
 
   const res = new http.ServerResponse(req);
-  // bridge and nginx frame the body and add Date themselves: the bytes
-  // Node writes are then the head and the plain body.
-  res.useChunkedEncodingByDefault = false;
+  // Node keeps its defaults: end(data) without a Content-Length gets one,
+  // a streamed body is chunk-encoded (ResponseParser decodes it). bridge
+  // and nginx frame the body for the client and add Date themselves.
   res.shouldKeepAlive = false;
   res.sendDate = false;
   res.assignSocket(socket);

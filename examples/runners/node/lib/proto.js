@@ -193,7 +193,7 @@ class Writer {
   }
 
   bytes(field, buf, always) {
-    if (!buf || (!buf.length && !always)) return;
+    if (buf == null || (!buf.length && !always)) return;
     if (typeof buf === 'string') buf = Buffer.from(buf, 'utf8');
     this.key(field, LEN);
     this.varint(buf.length);
