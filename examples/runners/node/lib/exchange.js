@@ -47,7 +47,6 @@ class Exchange {
     this.flushScheduled = false;
     this.ended = false; // the end frame (or error end) was sent
     this.bodySent = 0;
-    this.lengthKnown = true;
     this.heldWrites = []; // socket write callbacks held for back-pressure
 
     this.resource = host.als.run(this, () => new AsyncResource('bridge.request'));
@@ -209,8 +208,7 @@ class Exchange {
         pushBody();
         if (this.res._hasBody !== false) {
           frames.push({ file: item.file });
-          if (item.file.length < 0) this.lengthKnown = false;
-          else this.bodySent += item.file.length;
+          this.bodySent += item.file.length;
         }
       } else {
         break; // a file whose stream has not opened yet: wait for it
@@ -223,7 +221,7 @@ class Exchange {
       const frame = frames[frames.length - 1];
       frame.end = true;
       const h = this.head;
-      if (this.lengthKnown && h.contentLength >= 0 && this.res._hasBody !== false &&
+      if (h.contentLength >= 0 && this.res._hasBody !== false &&
           h.status !== 204 && h.status !== 304) {
         let sent = this.bodySent;
         for (const f of frames) if (f.body) sent += f.body.length;
@@ -270,16 +268,33 @@ class Exchange {
   }
 
   // piped: `someStream.pipe(res)`. A fs.ReadStream that has read nothing
-  // yet and whose range is known becomes a file frame (C13): the stream is
+  // yet and names a regular file becomes a file frame (C13) with the exact
+// range (the file's size read now, for a stream without `end`): the stream is
   // made to yield no bytes (so pipe() or pipeline() ends res as usual), and
   // bridge sends the file's bytes itself.
   piped(src) {
     if (!(src instanceof fs.ReadStream) || typeof src.path !== 'string') return;
     if (src.bytesRead !== 0 || src.readableLength !== 0 || src.readableEncoding || src.destroyed) return;
     if (this.ended || this.res._hasBody === false) return;
+    const file = path.resolve(src.path);
+    let size;
+    try {
+      const st = fs.statSync(file);
+      if (!st.isFile()) return;
+      size = st.size;
+    } catch (_) {
+      return; // let the stream report its own error
+    }
     const start = src.start || 0;
-    const length = Number.isFinite(src.end) ? Math.max(0, src.end - start + 1) : -1;
-    const marker = { file: { path: path.resolve(src.path), offset: start, length }, ready: false, dropped: false };
+    const last = Number.isFinite(src.end) ? Math.min(src.end, size - 1) : size - 1;
+    const length = Math.max(0, last - start + 1);
+    const res = this.res;
+    // end() on a response whose head is not stored yet would declare
+    // Content-Length: 0 (no bytes went through res): declare the file's.
+    if (!res.headersSent && !res.hasHeader('content-length') && !res.hasHeader('transfer-encoding')) {
+      res.setHeader('Content-Length', String(length));
+    }
+    const marker = { file: { path: file, offset: start, length }, ready: false, dropped: false };
     // Bytes written before pipe() go first.
     while (this.socket.writableCorked) this.socket.uncork();
     this.pending.push(marker);

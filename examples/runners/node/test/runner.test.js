@@ -158,9 +158,12 @@ test('plain listener', async (t) => {
     assert.strictEqual(range.file.path, path.join(APPS, 'static.txt'));
     assert.strictEqual(range.file.offset, 7);
     assert.strictEqual(range.file.length, 4);
+    assert.strictEqual(range.header('Content-Length'), '4');
     assert.strictEqual(range.body.length, 0);
+    assert.strictEqual(range.abort, false);
     const whole = await s.request({ uri: '/file-pipeline' });
-    assert.deepStrictEqual(whole.file, { path: path.join(APPS, 'static.txt'), offset: 0, length: -1 });
+    assert.deepStrictEqual(whole.file, { path: path.join(APPS, 'static.txt'), offset: 0, length: STATIC.length });
+    assert.strictEqual(whole.header('Content-Length'), String(STATIC.length));
     assert.strictEqual(whole.header('Content-Type'), 'text/plain');
     const missing = await s.request({ uri: '/file-missing' });
     s.close();
