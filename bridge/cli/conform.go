@@ -20,7 +20,7 @@ the runner as 'bridge serve' would, sends it requests for the kit app
 line per check with the contract items it covers. Exits 1 if a check fails.
 
   bridge conform --runner python:app:application --chdir runners/kit/python
-  bridge conform --runner 'exec:node examples/runners/node/runner.js kit/app.js'
+  bridge conform --runner 'exec:node ../runner.js app.js' --chdir examples/runners/node/kit
 
 Flags:
 `
