@@ -93,7 +93,7 @@ test-ruby:
 	ruby -Iruby/lib -Iruby/test ruby/test/run.rb
 
 test-node: node-deps
-	cd $(NODE_RUNNER) && node --test test/
+	cd $(NODE_RUNNER) && node --test test/*.test.js
 
 # A built-in runner by name, or any runner: RUNNER=SPEC KIT=DIR.
 conformance: build ## check a runner with the conformance kit: RUNNER=python|perl|ruby|node, or RUNNER=SPEC KIT=DIR
