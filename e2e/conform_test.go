@@ -13,13 +13,18 @@ import (
 // kitRunners are the runners whose kit app `bridge conform` checks in
 // `make test`: every built-in runner and the Node.js example runner.
 // docs/coverage counts the kit's checks as covering their IDs for each.
+// The threaded runs take another path in the Python (grpcio sync server and
+// app threads) and Ruby (a gate in front of several app threads) shims.
 var kitRunners = []struct {
 	name, spec, dir string
+	args            []string
 }{
-	{"python", "python:app:application", "runners/kit/python"},
-	{"perl", "perl:app.psgi", "runners/kit/perl"},
-	{"ruby", "ruby:config.ru", "runners/kit/ruby"},
-	{"node", "exec:node ../runner.js app.js", "examples/runners/node/kit"},
+	{"python", "python:app:application", "runners/kit/python", nil},
+	{"python-threads", "python:app:application", "runners/kit/python", []string{"--threads", "2", "--slots", "6"}},
+	{"perl", "perl:app.psgi", "runners/kit/perl", nil},
+	{"ruby", "ruby:config.ru", "runners/kit/ruby", nil},
+	{"ruby-threads", "ruby:config.ru", "runners/kit/ruby", []string{"--threads", "2", "--slots", "6"}},
+	{"node", "exec:node ../runner.js app.js", "examples/runners/node/kit", nil},
 }
 
 // TestConformanceKit runs the runner conformance kit (C1–C21 and the G
@@ -34,7 +39,8 @@ func TestConformanceKit(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, bridgeBin, "conform", "--runner", r.spec, "--chdir", filepath.Join(repoRoot, r.dir))
+			args := append([]string{"conform", "--runner", r.spec, "--chdir", filepath.Join(repoRoot, r.dir)}, r.args...)
+			cmd := exec.CommandContext(ctx, bridgeBin, args...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("bridge conform --runner %s: %v\n%s", r.spec, err, out)
