@@ -54,7 +54,7 @@ func checkRunning(k *kit) error {
 		return err
 	}
 	id := k.id("running")
-	f, err := k.begin(p, id, req{method: "GET", path: "/sleep?ms=1000"}, 10*time.Second, nil)
+	f, err := k.begin(p, id, req{method: "GET", path: "/sleep?ms=1500"}, 10*time.Second, nil)
 	if err != nil {
 		return err
 	}
@@ -62,8 +62,8 @@ func checkRunning(k *kit) error {
 	// only thread answers once the call is over, which the contract allows
 	// (bridge then counts a cancelled request in it as stuck); but an answer
 	// that comes while the request is in the app must list it. The first
-	// 300 ms are left for the request to reach the app, the last 100 for its
-	// answer to travel.
+	// 500 ms are left for the request to reach the app (more than enough
+	// even on a loaded machine), the last 200 for its answer to travel.
 	start := time.Now()
 	var missed []string
 	for seen := false; !seen; {
@@ -79,7 +79,7 @@ func checkRunning(k *kit) error {
 			return fmt.Errorf("C15: Describe during an app call: %w", err)
 		}
 		seen = contains(info.Running, id)
-		if at := time.Since(start); !seen && at > 300*time.Millisecond && at < 900*time.Millisecond {
+		if at := time.Since(start); !seen && at > 500*time.Millisecond && at < 1300*time.Millisecond {
 			missed = append(missed, fmt.Sprintf("at %v: %v", time.Since(start).Round(time.Millisecond), info.Running))
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -88,7 +88,7 @@ func checkRunning(k *kit) error {
 		return err
 	}
 	if len(missed) > 0 {
-		return fmt.Errorf("C15: request %s was in the app (GET /sleep?ms=1000) but Describe.running did not list it: %s", id, strings.Join(missed, "; "))
+		return fmt.Errorf("C15: request %s was in the app (GET /sleep?ms=1500) but Describe.running did not list it: %s", id, strings.Join(missed, "; "))
 	}
 	if err := k.waitGone(p, id, time.Second); err != nil {
 		return fmt.Errorf("C15: a finished request must leave running: %w", err)

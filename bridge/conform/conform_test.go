@@ -42,7 +42,7 @@ func runKit(t *testing.T, brk string, only ...string) map[string]Result {
 // The Go runner keeps these rules; every check here passes on it.
 func TestKitPassesAConformingRunner(t *testing.T) {
 	only := []string{"handshake", "health", "stdio", "describe", "small-exchange", "deferred-head",
-		"error-after-head", "stdout-hygiene", "cancel-mid-stream"}
+		"error-after-head", "stdout-hygiene", "running", "cancel-mid-stream"}
 	got := runKit(t, "", only...)
 	for _, name := range only {
 		r, ok := got[name]
@@ -66,6 +66,7 @@ func TestKitFailsABrokenRunner(t *testing.T) {
 		{"error-text", "error-after-head", "C10: the error text reached the body"},
 		{"no-close", "cancel-mid-stream", "C14"},
 		{"stdout", "stdout-hygiene", "C2"},
+		{"no-running", "running", "C15"},
 	} {
 		t.Run(tc.brk, func(t *testing.T) {
 			r := runKit(t, tc.brk, tc.check)[tc.check]

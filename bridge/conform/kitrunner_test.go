@@ -60,7 +60,9 @@ func (r *kitRunner) Describe(context.Context, *bridgev1.DescribeRequest) (*bridg
 	defer r.mu.Unlock()
 	d := &bridgev1.DescribeResponse{Language: "go", Interface: "kit/1", App: "kit", Threads: 1, Pid: int32(os.Getpid())}
 	for id := range r.running {
-		d.Running = append(d.Running, id)
+		if r.brk != "no-running" {
+			d.Running = append(d.Running, id)
+		}
 	}
 	return d, nil
 }
@@ -160,6 +162,10 @@ func (r *kitRunner) serve(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead
 		return st.Send(f)
 	case "/stream":
 		return r.stream(st, h.RequestId, ok)
+	case "/sleep":
+		ms, _ := strconv.Atoi(q.Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return one("slept")
 	case "/stats":
 		r.mu.Lock()
 		id := q.Get("id")
