@@ -68,6 +68,9 @@ func conformCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "bridge conform: %s in %s (%d thread(s), %d slot(s))\n\n", o.runner, cmd.Dir, o.threads, slots)
 	results, err := conform.Run(ctx, cfg)
+	if err != nil && results == nil {
+		return fmt.Errorf("%w\n(the kit needs the runner's kit app in --chdir, here %s: runners/kit/README.md)", err, cmd.Dir)
+	}
 	conform.WriteTable(stdout, results)
 	if err != nil {
 		return err

@@ -79,6 +79,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	k := &kit{cfg: cfg, ctx: ctx, logs: &logTap{copy: cfg.Log}}
 	defer k.stopShared()
+	// A runner that cannot start fails every check for the same reason:
+	// say it once.
+	if _, err := k.runner(); err != nil {
+		return nil, err
+	}
 	var out []Result
 	for _, c := range checks {
 		if !selected(c.Name, cfg.Only) {
