@@ -53,13 +53,7 @@ func nginxPath(t *testing.T) string {
 // foreground; it is stopped with SIGTERM when the test ends.
 func startNginx(t *testing.T, up nginxUpstreams) *nginxProc {
 	t.Helper()
-	bin := nginxPath(t)
-	if _, err := os.Stat(uwsgiParams); err != nil {
-		t.Fatalf("%s missing (%v): run `make deps` (apt-get install nginx)", uwsgiParams, err)
-	}
-	n := &nginxProc{prefix: shortTempDir(t), done: make(chan struct{})}
-	n.errorLog = filepath.Join(n.prefix, "error.log")
-
+	n := newNginx(t)
 	var servers strings.Builder
 	server := func(addr, location string) {
 		servers.WriteString("    server {\n        listen " + addr + ";\n        server_name 127.0.0.1;\n" +
@@ -79,6 +73,33 @@ func startNginx(t *testing.T, up nginxUpstreams) *nginxProc {
 		server(n.proxy, "            proxy_pass http://"+up.http+";\n            proxy_http_version 1.1;\n"+
 			"            proxy_buffering off;\n")
 	}
+	var addrs []string
+	for _, a := range []string{n.uwsgiUnix, n.uwsgiTCP, n.proxy} {
+		if a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	n.run(t, servers.String(), addrs)
+	return n
+}
+
+// newNginx checks that nginx and Debian's uwsgi_params are installed and
+// gives an nginx its own prefix directory; run starts it.
+func newNginx(t *testing.T) *nginxProc {
+	t.Helper()
+	if _, err := os.Stat(uwsgiParams); err != nil {
+		t.Fatalf("%s missing (%v): run `make deps` (apt-get install nginx)", uwsgiParams, err)
+	}
+	n := &nginxProc{prefix: shortTempDir(t), done: make(chan struct{})}
+	n.errorLog = filepath.Join(n.prefix, "error.log")
+	return n
+}
+
+// run writes nginx.conf around the given server blocks, starts nginx in the
+// foreground and waits until every address in addrs accepts connections.
+func (n *nginxProc) run(t *testing.T, servers string, addrs []string) {
+	t.Helper()
+	bin := nginxPath(t)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;  # workers must reach sockets in private temp dirs\n"
@@ -101,7 +122,7 @@ http {
     fastcgi_temp_path ` + p + `/fastcgi;
     scgi_temp_path ` + p + `/scgi;
     client_max_body_size 20m;
-` + servers.String() + "}\n"
+` + servers + "}\n"
 	confPath := filepath.Join(p, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -119,8 +140,8 @@ http {
 	t.Cleanup(func() { n.stop(t) })
 
 	deadline := time.Now().Add(10 * time.Second)
-	for _, addr := range []string{n.uwsgiUnix, n.uwsgiTCP, n.proxy} {
-		for addr != "" {
+	for _, addr := range addrs {
+		for {
 			select {
 			case <-n.done:
 				t.Fatalf("nginx exited at start (%v): %s\n%s\nconfig:\n%s", n.waitErr, out, n.errorLogText(), conf)
@@ -137,7 +158,6 @@ http {
 			time.Sleep(pollEvery)
 		}
 	}
-	return n
 }
 
 func (n *nginxProc) errorLogText() string {

@@ -400,12 +400,7 @@ type envServer struct {
 // stock uwsgi_params and differs from the other only in uwsgi_pass.
 func startEnvNginx(t *testing.T, l envLang, servers []*envServer) *nginxProc {
 	t.Helper()
-	bin := nginxPath(t)
-	if _, err := os.Stat(uwsgiParams); err != nil {
-		t.Fatalf("%s missing (%v): run `make deps` (apt-get install nginx)", uwsgiParams, err)
-	}
-	n := &nginxProc{prefix: shortTempDir(t), done: make(chan struct{})}
-	n.errorLog = filepath.Join(n.prefix, "error.log")
+	n := newNginx(t)
 	var blocks strings.Builder
 	var addrs []string
 	for _, s := range servers {
@@ -415,61 +410,7 @@ func startEnvNginx(t *testing.T, l envLang, servers []*envServer) *nginxProc {
 			"        location / {\n            include %s;\n            uwsgi_modifier1 %d;\n"+
 			"            uwsgi_pass unix:%s;\n        }\n    }\n", s.nginx, uwsgiParams, l.modifier1, s.sock)
 	}
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;  # workers must reach sockets in private temp dirs\n"
-	}
-	p := n.prefix
-	conf := user + `daemon off;
-master_process off;
-worker_processes 1;
-pid ` + p + `/nginx.pid;
-error_log ` + n.errorLog + ` info;
-events {
-    worker_connections 256;
-}
-http {
-    access_log ` + p + `/access.log;
-    client_body_temp_path ` + p + `/client_body;
-    proxy_temp_path ` + p + `/proxy;
-    uwsgi_temp_path ` + p + `/uwsgi;
-    fastcgi_temp_path ` + p + `/fastcgi;
-    scgi_temp_path ` + p + `/scgi;
-` + blocks.String() + "}\n"
-	confPath := filepath.Join(p, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd = exec.Command(bin, "-p", p, "-c", confPath, "-e", n.errorLog)
-	out := &logBuffer{}
-	n.cmd.Stdout, n.cmd.Stderr = out, out
-	if err := n.cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	go func() {
-		n.waitErr = n.cmd.Wait()
-		close(n.done)
-	}()
-	t.Cleanup(func() { n.stop(t) })
-	deadline := time.Now().Add(10 * time.Second)
-	for _, addr := range addrs {
-		for {
-			select {
-			case <-n.done:
-				t.Fatalf("nginx exited at start (%v): %s\n%s\nconfig:\n%s", n.waitErr, out, n.errorLogText(), conf)
-			default:
-			}
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("nginx not listening on %s: %v\n%s", addr, err, n.errorLogText())
-			}
-			time.Sleep(pollEvery)
-		}
-	}
+	n.run(t, blocks.String(), addrs)
 	return n
 }
 
