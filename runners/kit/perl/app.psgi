@@ -82,6 +82,7 @@ sub kit_file {
     close $fh or die "cannot write $path: $!";
     return $file_path = $path;
 }
+END { unlink $file_path if defined $file_path }    # not one temp file per run left behind
 
 my $text = [ 'Content-Type' => 'text/plain' ];
 my $bytes = [ 'Content-Type' => 'application/octet-stream' ];

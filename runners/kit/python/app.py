@@ -6,6 +6,7 @@ counters (/stats) and its print at import time are specified in
 runners/kit/README.md; keep them in step with it. Plain PEP 3333, no
 framework: a failure must be the runner's, not a library's.
 """
+import atexit
 import os
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def _kit_file():
             with os.fdopen(fd, "wb") as f:
                 f.write(FILE_LINE * FILE_LINES)
             _file_path = path
+            atexit.register(os.unlink, path)  # not one temp file per run left behind
         return _file_path
 
 

@@ -65,6 +65,7 @@ module Kit
       LOCK.synchronize do
         @file ||= File.join(Dir.tmpdir, "bridge-kit-#{Process.pid}.txt").tap do |path|
           File.binwrite(path, FILE_LINE * FILE_LINES)
+          at_exit { File.unlink(path) if File.exist?(path) } # not one temp file per run left behind
         end
       end
     end

@@ -31,6 +31,7 @@ function fileBody() {
   if (!kitFile) {
     const p = path.join(os.tmpdir(), `bridge-kit-node-${process.pid}.txt`);
     fs.writeFileSync(p, 'bridge-kit-file\n'.repeat(20000));
+    process.on('exit', () => fs.rmSync(p, { force: true })); // not one temp file per run left behind
     kitFile = p;
   }
   return kitFile;
