@@ -6,7 +6,7 @@
 const fs = require('fs');
 const path = require('path');
 const { AsyncResource } = require('async_hooks');
-const { requestInfo, makeObjects, ResponseParser } = require('./http');
+const { requestInfo, makeObjects, ResponseParser, checkHead } = require('./http');
 
 const MAX_CHUNK = 1024 * 1024; // C11: response chunks stay ≤ 1 MiB
 
@@ -181,6 +181,31 @@ class Exchange {
       this.fail(new Error(`status ${this.head.status} cannot be a final response`), 'protocol');
       return;
     }
+    if (!this.headSent && !this.head.checked) {
+      this.head.checked = true;
+      const bad = checkHead(this.head, (name) => this.host.log.debug(`${name} stripped from a ${this.head.status} response (G14)`, { request_id: this.id }));
+      if (bad) {
+        this.head.bad = true;
+        this.fail(new Error(bad), 'protocol');
+        return;
+      }
+    }
+    // G13: body beyond the declared Content-Length is cut (and logged once).
+    const h0 = this.head;
+    let left = h0.contentLength >= 0 && this.res._hasBody !== false ? h0.contentLength - this.bodySent : Infinity;
+    const cut = (n) => {
+      if (n <= left) {
+        left -= n;
+        return n;
+      }
+      if (!this.overrun) {
+        this.overrun = true;
+        this.host.log.warn(`body longer than Content-Length ${h0.contentLength}: truncated (G13)`, { request_id: this.id });
+      }
+      const keep = left;
+      left = 0;
+      return keep;
+    };
     const frames = [];
     let body = [];
     let size = 0;
@@ -194,6 +219,8 @@ class Exchange {
       if (Buffer.isBuffer(item)) {
         this.pending.shift();
         let b = item;
+        const keep = cut(b.length);
+        if (keep < b.length) b = b.subarray(0, keep);
         while (b.length) {
           const n = Math.min(MAX_CHUNK - size, b.length);
           body.push(b.subarray(0, n));
@@ -206,7 +233,9 @@ class Exchange {
       } else if (item.ready) {
         this.pending.shift();
         pushBody();
-        if (this.res._hasBody !== false) {
+        const n = item.file.length >= 0 ? cut(item.file.length) : item.file.length;
+        if ((n > 0 || item.file.length === 0) && this.res._hasBody !== false) {
+          if (n < item.file.length) item.file.length = n;
           frames.push({ file: item.file });
           this.bodySent += item.file.length;
         }
@@ -258,7 +287,7 @@ class Exchange {
     // What the app wrote before it failed leaves first (it may be corked).
     while (this.socket.writableCorked) this.socket.uncork();
     for (const item of this.pending) if (!Buffer.isBuffer(item) && !item.ready) item.dropped = true;
-    if (this.head && this.head.status >= 200 && this.pending.length) this.flush(false);
+    if (this.head && this.head.status >= 200 && !this.head.bad && this.pending.length) this.flush(false);
     const frame = { error: { kind, ...errorFields(err) }, end: true };
     if (this.headSent) frame.abort = true;
     if (this.retire) frame.retire = true;

@@ -280,6 +280,39 @@ function parseHead(text) {
   return head;
 }
 
+// checkHead applies the rules every shim applies to a final head before it
+// leaves (docs/conformance.md): it returns an error message for a head the
+// app may not send, or null after cleaning it in place.
+// - G9: Node's placeholder reason 'unknown' (a code missing from
+//   http.STATUS_CODES) becomes the empty reason.
+// - G11: a Status header is refused (Node checks names and values itself).
+// - G13: Content-Length values must be digits and, if repeated, equal.
+// - G14: 204 and 304 lose Content-Length and Content-Type (Node drops the
+//   body; Transfer-Encoding is hop-by-hop, already dropped).
+function checkHead(head, onStrip) {
+  if (head.reason === 'unknown' && !http.STATUS_CODES[head.status]) head.reason = '';
+  let cl = null;
+  for (const [name, value] of head.headers) {
+    const lower = name.toLowerCase();
+    if (lower === 'status') return 'a Status response header is not allowed (G11)';
+    if (lower === 'content-length') {
+      if (!/^\d+$/.test(value)) return `invalid Content-Length ${JSON.stringify(value)} (G13)`;
+      if (cl !== null && cl !== value) return `several Content-Length values (${cl}, ${value}) (G13)`;
+      cl = value;
+    }
+  }
+  if (head.status === 204 || head.status === 304) {
+    head.headers = head.headers.filter(([name]) => {
+      const lower = name.toLowerCase();
+      if (lower !== 'content-length' && lower !== 'content-type') return true;
+      if (onStrip) onStrip(name);
+      return false;
+    });
+    head.contentLength = -1;
+  }
+  return null;
+}
+
 // ---- construction ------------------------------------------------------
 
 // makeObjects builds req, res and their socket for one request.
@@ -305,6 +338,20 @@ function makeObjects(info, hooks) {
   // and nginx frame the body for the client and add Date themselves.
   res.shouldKeepAlive = false;
   res.sendDate = false;
+  // G21: header strings go out as latin-1. Node glues the head to a first
+  // body chunk that is a string and writes both in the chunk's encoding, so
+  // a value with 0x80-0xFF would leave as UTF-8; such a chunk is made a
+  // Buffer first, and Node writes the head on its own, as latin-1.
+  const send = res._send;
+  if (typeof send === 'function') {
+    res._send = function _send(data, encoding, callback, byteLength) {
+      if (typeof data === 'string' && encoding !== 'latin1' && !this._headerSent &&
+          typeof this._header === 'string' && /[^\x00-\x7f]/.test(this._header)) {
+        data = Buffer.from(data, encoding || 'utf8');
+      }
+      return send.call(this, data, encoding, callback, byteLength);
+    };
+  }
   res.assignSocket(socket);
   return { socket, req, res };
 }
@@ -314,6 +361,7 @@ module.exports = {
   headerName,
   joinHeaders,
   parseHead,
+  checkHead,
   ResponseParser,
   BridgeSocket,
   makeObjects,

@@ -41,11 +41,14 @@ test("joinHeaders follows Node's rules", () => {
   assert.deepStrictEqual({ ...m.headers }, want);
 });
 
+// G12: Connection, Transfer-Encoding and Keep-Alive are dropped from the head.
 test('parseHead drops hop-by-hop headers and notes chunked', () => {
   const h = parseHead('HTTP/1.1 201 Created Here\r\nContent-Type: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nKeep-Alive: x\r\nContent-Length: 12\r\nX-E: ');
   assert.strictEqual(h.status, 201);
   assert.strictEqual(h.reason, 'Created Here');
   assert.deepStrictEqual(h.headers, [['Content-Type', 'a'], ['Content-Length', '12'], ['X-E', '']]);
+  const all = parseHead('HTTP/1.1 200 OK\r\nProxy-Connection: x\r\nTE: trailers\r\nTrailer: X\r\nUpgrade: h2c\r\nX: 1');
+  assert.deepStrictEqual(all.headers, [['X', '1']]);
   assert.strictEqual(h.chunked, true);
   assert.strictEqual(h.contentLength, 12);
 });

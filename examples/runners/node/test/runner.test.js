@@ -22,10 +22,13 @@ test('without the magic cookie: one JSON error line, exit 1, no handshake (C3)',
   assert.strictEqual(JSON.parse(lines[0]).level, 'error');
 });
 
-test('an app that fails to load: its error and stack logged, exit 1', async () => {
+// G24: an app that does not load leaves no ready runner (no handshake, exit
+// 1) and its error, with the stack, is the last log line.
+test('an app that fails to load: its error and stack logged, exit 1 (G24)', async () => {
   await assert.rejects(startRunner('no-such-app.js'), (err) => {
     assert.match(err.message, /exited \(1\) before its handshake/);
     assert.ok(err.lines.some((l) => l.level === 'error' && /not found/.test(l.message)));
+    assert.ok(err.lines.some((l) => l.level === 'error' && l.traceback), 'the stack is logged');
     return true;
   });
 });
@@ -140,6 +143,7 @@ test('plain listener', async (t) => {
     assert.strictEqual(res.abort, false);
   });
 
+  // G12: the app's Connection and Transfer-Encoding never leave the runner.
   await t.test('early hints are dropped; a chunked body set by the app is decoded', async () => {
     const s = r.slot();
     const hints = await s.request({ uri: '/hints' });
