@@ -34,18 +34,17 @@ help: ## show this help
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## install missing Debian packages (needs root or sudo) and the Node example runner's npm packages
+deps: ## install missing Debian packages (needs root or sudo)
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	else echo "deps: all Debian packages present"; fi
-	@$(MAKE) --no-print-directory node-deps
 
 # The Node.js example runner (examples/runners/node) is tested like the
 # built-in ones: it needs node, npm and its locked npm packages.
-node-deps:
+node-deps: ## install node and npm if missing, and the Node example runner's locked npm packages
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "installing: nodejs npm"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -77,7 +76,7 @@ run: deps build ## serve the demo app on http://127.0.0.1:8080 and a uwsgi socke
 	$(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
 	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) --log-format console
 
-test: deps build proto-check test-go test-python test-perl test-ruby test-node ## run every test (Go, shims, e2e with nginx, the conformance kit on every runner)
+test: deps node-deps build proto-check test-go test-python test-perl test-ruby test-node ## run every test (Go, shims, e2e with nginx, the conformance kit on every runner)
 
 test-go:
 	$(GO) vet ./...

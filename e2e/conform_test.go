@@ -54,13 +54,13 @@ func TestConformanceKit(t *testing.T) {
 }
 
 // requireNode fails (never skips) when the Node.js runner cannot run: CI
-// installs node and the runner's packages (make deps).
+// installs node and the runner's packages (make node-deps, which make test runs).
 func requireNode(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not on PATH: run `make deps` (installs nodejs and the Node runner's npm packages)")
+		t.Fatal("node is not on PATH: run `make node-deps` (installs nodejs and the Node runner's npm packages)")
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, "examples/runners/node/node_modules/@grpc/grpc-js")); err != nil {
-		t.Fatal("examples/runners/node/node_modules is missing: run `make deps` (npm ci in examples/runners/node)")
+		t.Fatal("examples/runners/node/node_modules is missing: run `make node-deps` (npm ci in examples/runners/node)")
 	}
 }

@@ -23,11 +23,11 @@ func requireNodeExpress(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatal("node not installed: run `make deps` (apt-get install nodejs npm)")
+		t.Fatal("node not installed: run `make node-deps` (apt-get install nodejs npm)")
 	}
 	for _, dep := range []string{"@grpc/grpc-js", "express"} {
 		if _, err := os.Stat(filepath.Join(nodeRunnerDir(), "node_modules", dep, "package.json")); err != nil {
-			t.Fatalf("%s missing from examples/runners/node/node_modules: run `make deps` (npm ci in examples/runners/node)", dep)
+			t.Fatalf("%s missing from examples/runners/node/node_modules: run `make node-deps` (npm ci in examples/runners/node)", dep)
 		}
 	}
 	return node
