@@ -100,7 +100,7 @@ func checkHandshake(k *kit) error {
 	if err != nil {
 		return err
 	}
-	line := p.Handshake()
+	line, _ := p.Handshake()
 	parts := strings.Split(strings.TrimSuffix(line, "\n"), "|")
 	if len(parts) == 6 && parts[5] == "" {
 		parts = parts[:5] // go-plugin's own servers add an empty TLS field

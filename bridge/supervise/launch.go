@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -123,11 +122,15 @@ func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) 
 // maxStray bytes of anything written after it.
 type stdoutRecord struct {
 	mu        sync.Mutex
-	handshake []byte
-	done      bool // the handshake line is complete
+	handshake []byte // up to and with its newline, once that has come
 	stray     []byte
 	strayN    int64
 	onStray   func([]byte) // called once, with the first stray bytes
+}
+
+// complete reports whether the handshake line has its newline; s.mu held.
+func (s *stdoutRecord) complete() bool {
+	return len(s.handshake) > 0 && s.handshake[len(s.handshake)-1] == '\n'
 }
 
 const maxStray = 4 << 10
@@ -136,14 +139,13 @@ func (s *stdoutRecord) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(p)
-	if !s.done {
+	if !s.complete() {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			s.handshake = append(s.handshake, p...)
 			return n, nil
 		}
 		s.handshake = append(s.handshake, p[:i+1]...)
-		s.done = true
 		p = p[i+1:]
 	}
 	if len(p) == 0 {
@@ -160,19 +162,12 @@ func (s *stdoutRecord) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// firstLine is what the runner wrote first on stdout, without the newline,
-// and whether that line is complete.
-func (s *stdoutRecord) firstLine() (string, bool) {
+// Handshake is the first line the runner wrote on stdout, with its newline
+// if that has come, and whether it has.
+func (s *stdoutRecord) Handshake() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return strings.TrimRight(string(s.handshake), "\r\n"), s.done
-}
-
-// Handshake is the first line the runner wrote, with its newline.
-func (s *stdoutRecord) Handshake() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.handshake)
+	return string(s.handshake), s.complete()
 }
 
 // Stray returns the first bytes written after the handshake line and how

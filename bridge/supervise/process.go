@@ -180,7 +180,8 @@ func (p *Process) startError(err error, cfg ProcessConfig, waited time.Duration)
 	}
 	time.Sleep(20 * time.Millisecond)
 	last := p.stderr.LastError()
-	first, complete := p.stdout.firstLine()
+	first, complete := p.stdout.Handshake()
+	first = strings.TrimRight(first, "\r\n")
 	if first != "" || complete {
 		if problem := handshakeProblem(first); problem != "" {
 			return fmt.Errorf("runner %s: %s", path, problem)
@@ -251,8 +252,9 @@ func (p *Process) Conn() *grpc.ClientConn {
 	return nil
 }
 
-// Handshake is the line the runner wrote first on stdout.
-func (p *Process) Handshake() string { return p.stdout.Handshake() }
+// Handshake is the line the runner wrote first on stdout, with its
+// newline if that has come, and whether it has.
+func (p *Process) Handshake() (string, bool) { return p.stdout.Handshake() }
 
 // StrayStdout returns the first bytes the runner wrote to stdout after its
 // handshake line, and how many bytes that was in all.

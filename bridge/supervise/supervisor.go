@@ -157,13 +157,15 @@ func (s *Supervisor) slots(info *bridgev1.DescribeResponse) int {
 func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) error {
 	name := s.workerName(i, restart)
 	log := s.cfg.Log.With().Str("worker", name).Str("runner", s.cfg.Runner).Logger()
+	asked := s.cfg.Threads + s.cfg.Pipeline
 	p, err := StartProcess(ctx, ProcessConfig{Command: s.cfg.Command, Name: name, Threads: s.cfg.Threads,
-		Slots: s.cfg.Threads + s.cfg.Pipeline, Workers: s.cfg.Workers, Grace: s.cfg.RecycleGrace,
+		Slots: asked, Workers: s.cfg.Workers, Grace: s.cfg.RecycleGrace,
 		StartTimeout: s.cfg.StartTimeout, Log: log})
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", name, err)
 	}
-	if asked, got := s.cfg.Threads+s.cfg.Pipeline, s.slots(p.info); got < asked {
+	got := s.slots(p.info)
+	if got < asked {
 		// The runner's limit, not a fault: said once per generation, not
 		// at every restart of a crash-looping worker.
 		s.fewerSlots.Do(func() {
@@ -172,7 +174,7 @@ func (s *Supervisor) startOne(ctx context.Context, i, restart int, join bool) er
 		})
 	}
 	log = log.With().Int("pid", p.PID()).Logger()
-	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, s.slots(p.info), log)
+	w := dispatch.NewWorker(s.ctx, name, p.rpc, p.info, s.cfg.Threads, got, log)
 	// Called by dispatch (never blocking) when a stream breaks or the
 	// request limit is reached: either way, look at this worker now.
 	w.OnBroken = func() {
