@@ -260,12 +260,7 @@ func checkSlotReuse(k *kit) error {
 		{req{method: "GET", path: "/hello"}, "hello"},
 	}
 	for i, st := range steps {
-		id := k.id(fmt.Sprintf("reuse%d", i))
-		rep := &reply{id: id}
-		sent := make(chan error, 1)
-		start := time.Now()
-		go func() { sent <- send(s, id, st.r) }()
-		receive(ctx, s, rep, start, nil)
+		rep, sent := exchange(ctx, s, k.id(fmt.Sprintf("reuse%d", i)), st.r, nil)
 		if err := wantBody(rep, st.want); err != nil {
 			return fmt.Errorf("C8: request %d of 5 on one Slot stream: %w", i+1, err)
 		}

@@ -12,11 +12,9 @@ import (
 
 // inFlight is a request running on its own Slot stream in the background.
 type inFlight struct {
-	id     string
 	cancel context.CancelFunc
 	done   chan struct{}
 	rep    *reply
-	stream bridgev1.Runner_SlotClient
 }
 
 // begin sends r on a new stream of p and reads the answer in the background.
@@ -28,15 +26,10 @@ func (k *kit) begin(p *proc, id string, r req, timeout time.Duration, each func(
 		cancel()
 		return nil, err
 	}
-	f := &inFlight{id: id, cancel: cancel, done: make(chan struct{}), rep: &reply{id: id}, stream: s}
-	start := time.Now()
+	f := &inFlight{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
-		if err := send(s, id, r); err != nil {
-			f.rep.err = fmt.Errorf("send: %w", err)
-			return
-		}
-		receive(ctx, s, f.rep, start, each)
+		f.rep, _ = exchange(ctx, s, id, r, each)
 	}()
 	return f, nil
 }

@@ -173,23 +173,15 @@ func (k *kit) id(what string) string {
 }
 
 // do sends one request on a new Slot stream of p and reads the response.
-// The request is sent from another goroutine, so that a runner that
-// answers while the body is still on its way is not stalled by the kit's
-// own sending.
 func (k *kit) do(p *proc, id string, r req, timeout time.Duration) *reply {
 	ctx, cancel := context.WithTimeout(k.ctx, timeout)
 	defer cancel()
-	rep := &reply{id: id}
 	s, err := p.RPC().Slot(ctx)
 	if err != nil {
-		rep.err = err
-		return rep
+		return &reply{id: id, err: err}
 	}
-	sent := make(chan error, 1)
-	start := time.Now()
-	go func() { sent <- send(s, id, r) }()
-	receive(ctx, s, rep, start, nil)
-	cancel()
+	rep, sent := exchange(ctx, s, id, r, nil)
+	cancel() // a send still waiting for flow control gives up
 	if err := <-sent; err != nil && rep.err == nil && rep.last() != nil && !rep.last().End {
 		rep.err = fmt.Errorf("send: %w", err)
 	}

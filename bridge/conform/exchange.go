@@ -179,6 +179,19 @@ func send(s bridgev1.Runner_SlotClient, id string, r req) error {
 	return s.Send(&bridgev1.RequestFrame{End: true})
 }
 
+// exchange sends r on s from its own goroutine, so that a runner that
+// answers while the body is still on its way is not stalled by the kit's
+// own sending, and reads the answer (see receive for each). The channel
+// gives the send's outcome.
+func exchange(ctx context.Context, s bridgev1.Runner_SlotClient, id string, r req, each func(*bridgev1.ResponseFrame) bool) (*reply, <-chan error) {
+	rep := &reply{id: id}
+	sent := make(chan error, 1)
+	start := time.Now()
+	go func() { sent <- send(s, id, r) }()
+	receive(ctx, s, rep, start, each)
+	return rep, sent
+}
+
 // receive reads frames until one has end, the stream fails, or ctx ends.
 // each, if set, sees every frame as it arrives and may stop the read by
 // returning false.
