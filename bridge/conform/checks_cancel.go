@@ -3,6 +3,7 @@ package conform
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +72,7 @@ func checkRunning(k *kit) error {
 			f.wait()
 			return fmt.Errorf("C15: Describe during an app call: %w", err)
 		}
-		seen = contains(info.Running, id)
+		seen = slices.Contains(info.Running, id)
 		if at := time.Since(start); !seen && at > 500*time.Millisecond && at < 1300*time.Millisecond {
 			missed = append(missed, fmt.Sprintf("at %v: %v", time.Since(start).Round(time.Millisecond), info.Running))
 		}

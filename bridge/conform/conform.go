@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,7 +218,7 @@ func (k *kit) waitGone(p *proc, id string, d time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("Describe: %w", err)
 		}
-		if !contains(info.Running, id) {
+		if !slices.Contains(info.Running, id) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -225,15 +226,6 @@ func (k *kit) waitGone(p *proc, id string, d time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // logTap keeps every line the kit's runners logged (bridge's JSON form),

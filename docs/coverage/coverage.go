@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,24 +121,15 @@ func exceptions(fsys fs.FS, known map[string]bool) (map[string]string, error) {
 			errs = append(errs, fmt.Errorf("%s: want `ID runner reason…`", at))
 		case !known[f[0]]:
 			errs = append(errs, fmt.Errorf("%s: unknown ID %s", at, f[0]))
-		case !contains(columns, f[1]):
+		case !slices.Contains(columns, f[1]):
 			errs = append(errs, fmt.Errorf("%s: unknown runner %q (one of %s)", at, f[1], strings.Join(columns, ", ")))
-		case !contains(applies(f[0]), f[1]):
+		case !slices.Contains(applies(f[0]), f[1]):
 			errs = append(errs, fmt.Errorf("%s: %s does not apply to %s anyway", at, f[0], f[1]))
 		default:
 			out[f[0]+" "+f[1]] = strings.Join(f[2:], " ")
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // goColumn maps a Go test file to its column by name.
@@ -257,7 +249,7 @@ func generate(fsys fs.FS) ([]byte, error) {
 			continue
 		}
 		k := c.ID + " " + c.Column
-		if !contains(cell[k], c.Label) {
+		if !slices.Contains(cell[k], c.Label) {
 			cell[k] = append(cell[k], c.Label)
 		}
 	}
@@ -280,7 +272,7 @@ func render(conf, contract []string, exc map[string]string, cell map[string][]st
 			k := id + " " + col
 			labels := cell[k]
 			switch {
-			case !contains(applies(id), col):
+			case !slices.Contains(applies(id), col):
 				rows.WriteString(" – |")
 			case exc[k] != "":
 				fmt.Fprintf(&rows, " n/a: %s |", escape(exc[k]))

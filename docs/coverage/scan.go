@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -59,16 +60,9 @@ func isAlnum(c byte) bool {
 func normalize(prefix, num string) string {
 	n, _ := strconv.Atoi(num)
 	if prefix == "PS" {
-		return "PS" + leftPad(n)
+		return fmt.Sprintf("PS%02d", n)
 	}
 	return prefix + strconv.Itoa(n)
-}
-
-func leftPad(n int) string {
-	if n < 10 {
-		return "0" + strconv.Itoa(n)
-	}
-	return strconv.Itoa(n)
 }
 
 // findIDs returns the IDs cited in text, ranges expanded.
