@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -579,8 +580,8 @@ func portOf(addr string) string {
 func nginxDocumentURI(raw string) string {
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
-		if raw[i] == '%' && i+2 < len(raw) && isHex(raw[i+1]) && isHex(raw[i+2]) {
-			b.WriteByte(unhex(raw[i+1])<<4 | unhex(raw[i+2]))
+		if c, ok := hexByte(raw, i+1); raw[i] == '%' && ok {
+			b.WriteByte(c)
 			i += 2
 			continue
 		}
@@ -594,18 +595,16 @@ func nginxDocumentURI(raw string) string {
 	return clean
 }
 
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
+// hexByte decodes the two hex digits at s[i:], if that is what is there.
+func hexByte(s string, i int) (byte, bool) {
+	if i+2 > len(s) {
+		return 0, false
 	}
-	return c - '0'
+	b, err := hex.DecodeString(s[i : i+2])
+	if err != nil {
+		return 0, false
+	}
+	return b[0], true
 }
 
 // unescapeDump turns a dumped string back into its bytes (the apps write
@@ -613,8 +612,8 @@ func unhex(c byte) byte {
 func unescapeDump(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' && isHex(s[i+2]) && isHex(s[i+3]) {
-			b.WriteByte(unhex(s[i+2])<<4 | unhex(s[i+3]))
+		if c, ok := hexByte(s, i+2); s[i] == '\\' && i+1 < len(s) && s[i+1] == 'x' && ok {
+			b.WriteByte(c)
 			i += 3
 			continue
 		}
