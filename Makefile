@@ -10,6 +10,7 @@ export PATH := $(BIN):$(dir $(GO)):$(PATH)
 
 # Debian packages bridge needs to build, test and run the demo.
 APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest python3-uvloop \
+            python3-h2 python3-hpack ruby-protocol-http2 \
             python3-flask nginx curl ca-certificates \
             libprotocol-http2-perl libplack-perl libtest-tcp-perl libwww-perl \
             libdancer2-perl libmojolicious-perl \
