@@ -47,6 +47,7 @@ LOCK = "/tmp/bridge-bench.lock"
 # --quick: which workloads each config runs (< 3 minutes in all)
 QUICK = {
     "bridge-py w2": ["hello", "hello_c1", "big", "stream", "echo", "page", "conn1000"],
+    "bridge-py-http w2": ["hello", "hello_c1", "page"],
     "uwsgi-py p2": ["hello", "hello_c1", "big", "stream", "echo", "page"],
     "gunicorn sync w2": ["hello", "hello_c1"],
     "bridge-psgi w2": ["hello", "hello_c1", "big"],
@@ -78,7 +79,8 @@ def plan_matrix(args):
         names = QUICK.get(cfg.name, []) if args.quick else C.ORDER
         names = [n for n in names if not wanted or n in wanted]
         wls = [C.WORKLOADS[n] for n in names
-               if not C.WORKLOADS[n].bridge_only or cfg.kind == "bridge"]
+               if (not C.WORKLOADS[n].bridge_only or cfg.kind == "bridge")
+               and (cfg.workloads is None or n in cfg.workloads)]
         if wls:
             plan.append((cfg, wls))
     return plan

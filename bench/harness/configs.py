@@ -105,15 +105,20 @@ def _renumber(name, n):
     return "%s %s%d" % (head, last[0], n)
 
 
-def _bridge(lang, runner, interp):
-    return Config("bridge-%s w2" % {"python": "py", "perl": "psgi", "ruby": "rack"}[lang],
-                  lang, "bridge", "uwsgi",
+def _bridge(lang, runner, interp, http=False, workloads=None):
+    name = {"python": "py", "perl": "psgi", "ruby": "rack"}[lang] + ("-http" if http else "")
+    return Config("bridge-%s w2" % name, lang, "bridge", "proxy_keepalive" if http else "uwsgi",
                   "{bridge} serve --runner %s --chdir {dir} --interpreter %s "
-                  "--uwsgi unix:{sock} --workers {workers} --log-level warn" % (runner, interp))
+                  "--%s unix:{sock} --workers {workers} --log-level warn"
+                  % (runner, interp, "http" if http else "uwsgi"), workloads=workloads)
 
 
 CONFIGS = [
     _bridge("python", "python:{module}:application", PY),
+    # the same behind proxy_pass to bridge's HTTP listener, with an upstream
+    # keepalive pool: nginx reuses its connections instead of one per request
+    _bridge("python", "python:{module}:application", PY, http=True,
+            workloads=("hello", "hello_c1", "big", "stream", "page")),
     Config("uwsgi-py p2", "python", "peer", "uwsgi",
            UWSGI + "--plugins python3 --wsgi-file {file}",
            needs=("uwsgi", "/usr/lib/uwsgi/plugins/python3_plugin.so")),

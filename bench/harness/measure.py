@@ -60,7 +60,14 @@ def nginx_conf(run, cfg, sock, port):
         loc = ["proxy_pass http://app;",
                "proxy_set_header Host $host;",
                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"]
+    upstream = []
+    if cfg.loc == "proxy_keepalive":
+        # HTTP/1.1 to the app and no "Connection: close": nginx keeps up to
+        # 32 idle upstream connections per worker and reuses them
+        upstream = ["keepalive 32;"]
+        loc += ["proxy_http_version 1.1;", 'proxy_set_header Connection "";']
     subst = {
+        "@UPSTREAM@": "\n".join("        " + line for line in upstream),
         "@LOCATION@": "\n".join("            " + line for line in loc),
         # workers must reach the socket in our 0700 run dir
         "@USER@": "user root;" if os.geteuid() == 0 else "",
@@ -297,6 +304,10 @@ class Run:
         rec["cpu_us_per_req"] = {role: t * tick_us / n if n else None
                                  for role, t in cpu["ticks"].items()}
         rec["cpu_us_per_req"]["wrk"] = res["wrk_cpu_s"] * 1e6 / n if n else None
+        rec["switches_per_req"] = {role: c / n if n else None
+                                   for role, c in cpu["switches"].items()}
+        rec["switches"] = cpu["switches"]
+        rec["threads_gone"] = cpu["threads_gone"]
         ours = (sum(cpu["ticks"].values()) + cpu["harness_ticks"]
                 + res["wrk_cpu_s"] * procfs.CLK_TCK)
         rec["other_cpu_pct"] = max(0.0, 100.0 * (cpu["machine_busy"] - ours) / cpu["machine_total"])

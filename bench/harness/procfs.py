@@ -5,6 +5,11 @@ process, in clock ticks); memory from /proc/PID/statm (RSS) and
 /proc/PID/smaps_rollup (PSS). A "role" is a set of processes whose numbers
 are summed: nginx's tree, bridge's own Go process, bridge's runners (the rest
 of its tree), or a peer's whole tree.
+
+Context switches come from /proc/PID/task/TID/status (voluntary_ctxt_switches
++ nonvoluntary_ctxt_switches of every thread; /proc/PID/status alone is the
+main thread). A thread or process that exits between the two samples of a
+window takes its switches with it: they are not counted.
 """
 import os
 import signal
@@ -57,6 +62,37 @@ def descendants(root, snap):
         if p in snap:
             out.append(p)
             todo.extend(kids.get(p, ()))
+    return out
+
+
+def switches(pid):
+    """{tid: voluntary + nonvoluntary context switches} for pid's live
+    threads; None once the process is gone."""
+    out = {}
+    try:
+        listed = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in listed:
+        try:
+            n = 0
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[1])
+            out[tid] = n
+        except (OSError, ValueError):
+            continue  # the thread exited meanwhile
+    return out or None
+
+
+def switches_of(pids, snap):
+    """{pid: (starttime, {tid: switches})} for the pids still there."""
+    out = {}
+    for p in pids:
+        n = switches(p)
+        if n is not None and p in snap:
+            out[p] = (snap[p][2], n)
     return out
 
 
@@ -134,6 +170,7 @@ class CpuWindow:
     def start(self):
         self.snap0 = snapshot()
         self.pids0 = self.roles.pids(self.snap0)
+        self.sw0 = switches_of(set().union(*self.pids0.values()), self.snap0)
         self.reaped0 = self.roles.reaped()
         self.machine0 = machine_ticks()
         self.self0 = os.times()
@@ -141,10 +178,11 @@ class CpuWindow:
     def stop(self):
         snap1 = snapshot()
         pids1 = self.roles.pids(snap1)
+        sw1 = switches_of(set().union(*pids1.values()), snap1)
         reaped1 = self.roles.reaped()
         machine1 = machine_ticks()
         self1 = os.times()
-        ticks = {}
+        ticks, sw, lost = {}, {}, {}
         for role, (root, how) in self.roles.spec.items():
             total = 0
             for pid in set(self.pids0.get(role, ())) | set(pids1.get(role, ())):
@@ -160,6 +198,21 @@ class CpuWindow:
                     total -= a[1]
             total += reaped1.get(role, 0) - self.reaped0.get(role, 0)
             ticks[role] = max(0, total)
+            # switches, thread by thread: one at both ends counts its
+            # difference, one started meanwhile all of its own; one gone by
+            # the end is lost (counted in threads_gone)
+            n = gone = 0
+            for pid in set(self.pids0.get(role, ())) | set(pids1.get(role, ())):
+                a, b = self.sw0.get(pid), sw1.get(pid)
+                if b and a and a[0] == b[0]:
+                    n += sum(c - a[1].get(t, 0) for t, c in b[1].items())
+                    gone += len(a[1].keys() - b[1].keys())
+                elif b:
+                    n += sum(b[1].values())
+                elif a:
+                    gone += len(a[1])
+            sw[role] = n
+            lost[role] = gone
         busy = machine1[0] - self.machine0[0]
         steal = machine1[1] - self.machine0[1]
         total = machine1[2] - self.machine0[2] or 1
@@ -176,7 +229,8 @@ class CpuWindow:
                 others.append((d, pid))
         others.sort(reverse=True)
         top = ["%s[%d] %.2fs" % (_comm(p), p, d / CLK_TCK) for d, p in others[:4]]
-        return {"other_top": top, "ticks": ticks, "machine_busy": busy, "machine_total": total,
+        return {"other_top": top, "ticks": ticks, "switches": sw,
+                "threads_gone": lost, "machine_busy": busy, "machine_total": total,
                 "steal": steal, "harness_ticks": harness}
 
 

@@ -12,6 +12,11 @@ def _num(x, nd=0):
     return "–" if x is None else ("%%.%df" % nd) % x
 
 
+def _blank(x, nd=2):
+    """A number, or nothing: a run recorded before the field existed."""
+    return "" if x is None else ("%%.%df" % nd) % x
+
+
 def _mib(kib):
     return None if kib is None else kib / 1024
 
@@ -29,13 +34,29 @@ def _cpu(rec, role):
     return rec.get("cpu_us_per_req", {}).get(role)
 
 
+def _sw(rec, role):
+    """Context switches per request of a role; None for runs recorded before
+    the bench counted them."""
+    return (rec.get("switches_per_req") or {}).get(role)
+
+
+def _sw_server(rec):
+    """Switches per request of the server: Go + runners, or the peer's tree."""
+    if rec["kind"] != "bridge":
+        return _sw(rec, "app")
+    go, run = _sw(rec, "go"), _sw(rec, "runners")
+    return None if go is None or run is None else go + run
+
+
 def progress_line(rec):
     app = _app_role(rec)
     return ("  %-20s %-9s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  err %d  "
-            "CPU µs/req nginx %s go %s app %s  RSS MiB go %s app %s  other %.1f%%" % (
+            "CPU µs/req nginx %s go %s app %s  sw/req nginx %s go %s app %s  "
+            "RSS MiB go %s app %s  other %.1f%%" % (
                 rec["config"], rec["workload"], rec["rps"], rec["lat_p50_us"] / 1000,
                 rec["lat_p99_us"] / 1000, rec["errors"], _num(_cpu(rec, "nginx")),
-                _num(_cpu(rec, "go")), _num(_cpu(rec, app)), _num(_mem(rec, "go"), 1),
+                _num(_cpu(rec, "go")), _num(_cpu(rec, app)), _num(_sw(rec, "nginx"), 2),
+                _num(_sw(rec, "go"), 2), _num(_sw(rec, app), 2), _num(_mem(rec, "go"), 1),
                 _num(_mem(rec, app), 1), rec["other_cpu_pct"]))
 
 
@@ -61,7 +82,9 @@ def _errors(rec):
 
 def main_table(recs):
     head = ["config", "workload", "req/s", "p50 ms", "p99 ms", "errors",
-            "CPU µs/req nginx", "CPU µs/req Go", "CPU µs/req app", "RSS MiB Go",
+            "CPU µs/req nginx", "CPU µs/req Go", "CPU µs/req app",
+            "switches/req nginx", "switches/req Go", "switches/req app",
+            "switches/req server (Go+app)", "RSS MiB Go",
             "RSS MiB app (procs)", "PSS MiB Go", "PSS MiB app", "other CPU %"]
     rows = []
     for r in sorted(recs, key=_sort_key):
@@ -73,7 +96,8 @@ def main_table(recs):
         rows.append([r["config"], r["workload"], _num(r["rps"]), _num(r["lat_p50_us"] / 1000, 2),
                      _num(r["lat_p99_us"] / 1000, 2), _errors(r),
                      _num(_cpu(r, "nginx")), _num(_cpu(r, "go")), _num(_cpu(r, app)),
-                     _num(_mem(r, "go"), 1), "%s (%d)" % (_num(_mem(r, app), 1), procs),
+                     _blank(_sw(r, "nginx")), (_blank(_sw(r, "go")) if r["kind"] == "bridge" else "–"), _blank(_sw(r, app)),
+                     _blank(_sw_server(r)), _num(_mem(r, "go"), 1), "%s (%d)" % (_num(_mem(r, app), 1), procs),
                      _num(_mem(r, "go", "pss"), 1), _num(_mem(r, app, "pss"), 1),
                      _num(r["other_cpu_pct"], 1)])
     return _table(head, rows)
@@ -230,7 +254,11 @@ def render(meta, records):
         "measured; wrk %d s after %d s warm-up. CPU µs per request: utime+stime from "
         "/proc over the measured window, for nginx's processes, bridge's Go process "
         "(\"Go\"), and the app's processes (bridge's runners, or the peer's master and "
-        "workers). RSS/PSS: the largest sum over the role's processes, sampled every "
+        "workers). Switches per request: voluntary + nonvoluntary context switches of "
+        "every thread of the role's processes (/proc/PID/task/TID/status) over the same "
+        "window; \"server\" is Go + runners for bridge, the whole tree for a peer; "
+        "threads that exit during the window take theirs with them (not counted). "
+        "RSS/PSS: the largest sum over the role's processes, sampled every "
         "0.25 s during the window. \"other CPU\" is what the rest of the machine used "
         "meanwhile: above %.0f %% the row is noisy."
         % (meta["duration_s"], meta["warmup_s"], NOISY_PCT),
