@@ -28,7 +28,7 @@ import grpc
 
 from . import logs
 from .runner_pb2 import DescribeRequest, DescribeResponse, RequestFrame, ResponseFrame
-from .server import _SERVING, describe_response, socket_path
+from .service import SERVING, describe_response, socket_path
 from .streams import InputError
 from .wsgi import Request
 
@@ -170,7 +170,7 @@ class AioServer:
         # Inline needs one app thread: the loop thread is the app thread then.
         self.inline = threads == 1 if inline is None else (inline and threads == 1)
         self.shutdown_requested = threading.Event()
-        self._describe = describe_response(app_spec, threads, slots)
+        self._describe = describe_response(app_spec, threads, slots, "grpcio/%s aio" % grpc.__version__)
         self._pool = futures.ThreadPoolExecutor(max_workers=threads,
                                                 thread_name_prefix="bridge-slot")
         self._loop = _new_loop()
@@ -543,7 +543,7 @@ def _retrieve(task):
 
 
 async def _health_rpc(request, context):
-    return _SERVING
+    return SERVING
 
 
 async def _stdio_rpc(request, context):

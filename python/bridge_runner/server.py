@@ -5,22 +5,14 @@ slot model itself: the thread that runs a Slot's response generator is the
 app thread of that slot, and serves its requests one after another.
 """
 import os
-import platform
 import threading
 from concurrent import futures
 
 import grpc
 
 from .runner_pb2 import DescribeRequest, DescribeResponse, RequestFrame, ResponseFrame
+from .service import SERVING, describe_response, socket_path
 from .wsgi import Slot
-
-__version__ = "0.1"
-
-# grpc.health.v1.HealthCheckResponse{status: SERVING}, hand-encoded: the
-# health stubs are not worth a dependency for one constant.
-_SERVING = b"\x08\x01"
-# unix socket paths are limited to sizeof(sun_path) - 1 bytes on Linux.
-_MAX_SOCKET_PATH = 107
 
 
 class Server:
@@ -29,7 +21,7 @@ class Server:
     def __init__(self, gateway, app_spec, threads, slots=None):
         self.gateway = gateway
         self.shutdown_requested = threading.Event()
-        self._describe = describe_response(app_spec, threads, slots)
+        self._describe = describe_response(app_spec, threads, slots, "grpcio/%s" % grpc.__version__)
         # A thread per slot (a stream holds one for its whole life; past
         # `threads` they wait for the gateway's app-thread semaphore), plus
         # room for health, Describe, Shutdown and a replacement Slot that Go
@@ -57,7 +49,7 @@ class Server:
                     response_serializer=ResponseFrame.SerializeToString),
             }),
             grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-                "Check": grpc.unary_unary_rpc_method_handler(lambda req, ctx: _SERVING, **ident),
+                "Check": grpc.unary_unary_rpc_method_handler(lambda req, ctx: SERVING, **ident),
             }),
             grpc.method_handlers_generic_handler("plugin.GRPCController", {
                 "Shutdown": grpc.unary_unary_rpc_method_handler(self._shutdown_rpc, **ident),
@@ -106,33 +98,6 @@ class Server:
                 os.unlink(self.path)
             except OSError:
                 pass
-
-
-def describe_response(app_spec, threads, slots=None):
-    """The constant part of every DescribeResponse; `slots` is never below
-    `threads` (None: one per thread)."""
-    return DescribeResponse(
-        language="python",
-        language_version=platform.python_version(),
-        interface="wsgi/1.0",
-        app=app_spec,
-        threads=threads,
-        slots=max(slots or 0, threads),
-        pid=os.getpid(),
-        server="bridge-wsgi/%s grpcio/%s" % (__version__, grpc.__version__),
-    )
-
-
-def socket_path(directory):
-    """This process's socket path in `directory`, with any stale file removed."""
-    path = os.path.join(directory, "bridge-wsgi-%d.sock" % os.getpid())
-    if len(path.encode()) > _MAX_SOCKET_PATH:
-        raise OSError("socket path %r is longer than %d bytes" % (path, _MAX_SOCKET_PATH))
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    return path
 
 
 def _direct_sender(context):

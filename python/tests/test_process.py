@@ -153,7 +153,7 @@ def shim(tmp_path, server):
         s.stop()
 
 
-def test_handshake_describe_and_services(shim):
+def test_handshake_describe_and_services(shim, server):
     """CONTRACT start-up and services: the handshake line is the first and
     only thing on stdout although the app printed at import (G7)."""
     s = shim(args=("--threads", "3"))
@@ -162,7 +162,9 @@ def test_handshake_describe_and_services(shim):
     assert (d.language, d.interface, d.app, d.threads, d.slots, d.pid) == (
         "python", "wsgi/1.0", "fixture_app:application", 3, 3, s.proc.pid)
     assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
-    assert d.server == "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__
+    assert d.server == {"sync": "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__,
+                        "aio": "bridge-wsgi/0.1 grpcio/%s aio" % grpc.__version__,
+                        }[server]
     health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
     assert health(b"\x0a\x06plugin", timeout=WAIT) == b"\x08\x01"
     stdio = s.channel.unary_stream("/plugin.GRPCStdio/StreamStdio")
