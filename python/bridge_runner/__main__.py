@@ -20,6 +20,9 @@ COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
 DEFAULT_GRACE = "30s"
 
 
+SERVERS = ("native", "aio", "sync")
+
+
 def default_server(threads):
     """The gRPC server when $BRIDGE_PY_SERVER does not say (README, "Two gRPC
     servers", bench/NOTES.md): with one slot, where the app runs on its
@@ -154,17 +157,20 @@ def main(argv=None):
         sys.path.insert(0, cwd)
 
     kind = os.environ.get("BRIDGE_PY_SERVER", "") or default_server(args.threads)
-    if kind not in ("sync", "aio"):
-        logs.log("error", "BRIDGE_PY_SERVER=%r: want sync or aio" % kind)
+    if kind not in SERVERS:
+        logs.log("error", "BRIDGE_PY_SERVER=%r: want %s" % (kind, " or ".join(SERVERS)))
         return 1
     try:
-        if kind == "aio":
+        if kind == "native":
+            from .native import NativeServer as Server
+        elif kind == "aio":
             from .aio import AioServer as Server
         else:
             from .server import Server
     except ImportError as exc:
-        logs.log("error", "cannot import gRPC (%s): install python3-grpcio and python3-protobuf "
-                 "for %s" % (exc, sys.executable), traceback="".join(traceback.format_exception(exc)))
+        need = "python3-h2 and python3-protobuf" if kind == "native" else "python3-grpcio and python3-protobuf"
+        logs.log("error", "cannot import the %s server (%s): install %s for %s"
+                 % (kind, exc, need, sys.executable), traceback="".join(traceback.format_exception(exc)))
         return 1
     from .loader import LoadError, load
     from .wsgi import Gateway
