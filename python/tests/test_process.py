@@ -15,6 +15,7 @@ import threading
 import time
 
 import grpc
+import h2
 import pytest
 
 from bridge_runner.runner_pb2 import (DescribeRequest, DescribeResponse, RequestFrame,
@@ -131,7 +132,7 @@ class Slot:
         self.q.put(None)
 
 
-@pytest.fixture(params=["sync", "aio"])
+@pytest.fixture(params=["native", "sync", "aio"])
 def server(request):
     """Every process test runs against both gRPC servers (BRIDGE_PY_SERVER)."""
     return request.param
@@ -162,7 +163,8 @@ def test_handshake_describe_and_services(shim, server):
     assert (d.language, d.interface, d.app, d.threads, d.slots, d.pid) == (
         "python", "wsgi/1.0", "fixture_app:application", 3, 3, s.proc.pid)
     assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
-    assert d.server == {"sync": "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__,
+    assert d.server == {"native": "bridge-wsgi/0.1 h2/%s" % h2.__version__,
+                        "sync": "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__,
                         "aio": "bridge-wsgi/0.1 grpcio/%s aio" % grpc.__version__,
                         }[server]
     health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
@@ -267,7 +269,7 @@ def test_describe_running_keeps_a_cancelled_request_until_the_app_returns(shim, 
     it goes when the app returns. (aio with one thread runs the app on the
     event loop, which answers Describe only after it: see
     test_aio_one_thread_runs_the_app_on_the_event_loop.)"""
-    s = shim(env={"BRIDGE_THREADS": "2"} if server == "aio" else None)
+    s = shim(env={"BRIDGE_THREADS": "2"} if server in ("aio", "native") else None)
     s.handshake()
     assert list(s.describe().running) == []
     a = s.slot()
@@ -385,6 +387,34 @@ def test_aio_one_thread_runs_the_app_on_the_event_loop(shim, server):
            "a stack dump")
     app = [r for r in s.records() if "in application" in r.get("traceback", "")]
     assert app[0]["thread"] == "bridge-loop"
+    slot.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
+    """BRIDGE_PY_SERVER=native: with one thread the app runs on the thread
+    that reads the socket, a streamed body too (its frames are read by the
+    app's own reads); with more, each Slot stream has an app thread and the
+    loop thread answers a Describe while the app is busy."""
+    if server != "native":
+        pytest.skip("native only")
+    s = shim(env={"BRIDGE_THREADS": str(threads)})
+    s.handshake()
+    slot = s.slot()
+    want = b"bridge-loop" if threads == 1 else b"bridge-slot-"
+    assert slot.get("/thread")[0].startswith(want)
+    slot.send(head("POST", path="/thread", body=b"x", end=False, length=2))
+    slot.send(body(b"y", end=True))
+    assert b"".join(f.body for f in slot.response()).startswith(want)
+    slot.send(head(path="/slow", extra=[("QUERY_STRING", "1.0")], rid="busy"))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    running = list(s.describe().running)
+    if threads == 1:
+        assert time.monotonic() - t0 > 0.4 and running == []
+    else:
+        assert time.monotonic() - t0 < 0.4 and running == ["busy"]
+    assert b"".join(f.body for f in slot.response()) == b"slow done"
     slot.close()
 
 
