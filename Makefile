@@ -28,7 +28,7 @@ DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
 .PHONY: help deps node-deps build run test test-go test-python test-perl test-ruby test-node conformance proto proto-check coverage lint \
-        bench bench-deps bench-quick bench-scaling bench-publish clean
+        bench bench-deps bench-quick bench-scaling bench-transport bench-publish clean
 
 help: ## show this help
 	@echo "bridge — application server for WSGI, PSGI and Rack apps behind nginx"
@@ -137,7 +137,8 @@ bench-deps: ## install missing Debian packages for make bench (the peers, wrk, t
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	else echo "bench-deps: all Debian packages present"; fi
 
-bench: deps bench-deps build ## bridge vs uWSGI, Gunicorn, Starman, Puma behind nginx: all workloads + scaling (~25 min)
+bench: deps bench-deps build ## bridge vs uWSGI, Gunicorn, Starman, Puma behind nginx: all workloads + scaling + transport (~25 min)
+	$(GO) build -o $(BIN)/slotload ./bench/slotload
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
 bench-quick: deps bench-deps build ## the same, fewer configs and 2 s runs (under 3 minutes)
@@ -145,6 +146,10 @@ bench-quick: deps bench-deps build ## the same, fewer configs and 2 s runs (unde
 
 bench-scaling: deps bench-deps build ## req/s of bridge and uWSGI for 1, 2, 4 workers x concurrency 1..256
 	$(PYTHON) bench/bench.py --scaling $(BENCH_ARGS)
+
+bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python aio/sync, perl, ruby at 1 and 8 slots
+	$(GO) build -o $(BIN)/slotload ./bench/slotload
+	$(PYTHON) bench/bench.py --transport $(BENCH_ARGS)
 
 bench-publish: ## copy the newest full bench run's table to bench/RESULTS.md
 	$(PYTHON) bench/bench.py --report latest --publish

@@ -4,6 +4,7 @@
     bench/bench.py                 # full: every config x workload, 1,000 connections, scaling
     bench/bench.py --quick         # under 3 minutes: fewer configs, 2 s runs
     bench/bench.py --scaling       # req/s for 1, 2, 4 workers x concurrency 1..256
+    bench/bench.py --transport     # bench/slotload: each runner's Slot transport, 1 and 8 slots
     bench/bench.py --only 'bridge-py|uwsgi-py' --workloads hello,echo
     bench/bench.py --list          # the plan, without running it
     bench/bench.py --report DIR|latest [--publish]   # re-render a run's table
@@ -39,6 +40,7 @@ from harness import procfs  # noqa: E402
 from harness.measure import Interrupted, Run, log  # noqa: E402
 from harness import report  # noqa: E402
 from harness import sysinfo  # noqa: E402
+from harness import transport  # noqa: E402
 
 BENCH = C.BENCH
 ROOT = os.path.dirname(BENCH)
@@ -179,6 +181,13 @@ def main():
     ap.add_argument("--scaling", action="store_true",
                     help="only the scaling table (workers x concurrency)")
     ap.add_argument("--no-scaling", action="store_true", help="full run without the scaling table")
+    ap.add_argument("--transport", action="store_true",
+                    help="only the runner transport table (bench/slotload; --only matches its "
+                    "runner labels)")
+    ap.add_argument("--no-transport", action="store_true", help="full run without the transport table")
+    ap.add_argument("--transport-duration", type=int, default=5, help="measured s per transport run")
+    ap.add_argument("--slotload", default=os.path.join(ROOT, "bin", "slotload"),
+                    help="the transport client (make bench-transport builds it)")
     ap.add_argument("--only", help="regex on config names")
     ap.add_argument("--workloads", help="comma list among " + ",".join(C.ORDER))
     ap.add_argument("--duration", type=int, help="measured wrk seconds (full 10, quick 2)")
@@ -204,7 +213,8 @@ def main():
     if args.report:
         return rerender(args)
 
-    suite = "quick" if args.quick else ("scaling" if args.scaling else "full")
+    suite = ("quick" if args.quick else "scaling" if args.scaling
+             else "transport" if args.transport else "full")
     args.duration = args.duration or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if args.retry_noisy is None:
@@ -213,21 +223,31 @@ def main():
         args.settle = 0.5 if args.quick else 1.0
     if args.quiet_wait is None:
         args.quiet_wait = 1.0 if args.quick else 10.0
-    matrix = [] if args.scaling else plan_matrix(args)
+    matrix = [] if args.scaling or args.transport else plan_matrix(args)
     scaling = plan_scaling(args) if (args.scaling or (suite == "full" and not args.no_scaling
                                                       and not args.workloads)) else []
+    tplan = (transport.plan(args.only if args.transport else None)
+             if args.transport or (suite == "full" and not args.no_transport and not args.workloads
+                                   and not args.only) else [])
     if args.list:
         for cfg, wls in matrix:
             print("%-20s %-45s %s" % (cfg.name, ",".join(w.name for w in wls),
                                       " ".join(cfg.argv(args.bridge, "SOCK", wls[0].app))))
         for cfg in scaling:
             print("%-20s scaling c=%s" % (cfg.name, ",".join(map(str, SCALING_CONNS))))
-        print("about %.1f min" % (estimate(matrix, scaling, args) / 60))
+        for label, spec, _, env, k in tplan:
+            print("%-20s transport slots=%d %s %s" % (label, k, spec,
+                                                      " ".join("%s=%s" % e for e in env.items())))
+        print("about %.1f min" % (estimate(matrix, scaling, args, tplan) / 60))
         return 0
-    if not matrix and not scaling:
+    if not matrix and not scaling and not tplan:
         log("bench: nothing to run (check --only / --workloads)")
         return 2
     check_tools(matrix, scaling, args.bridge)
+    if tplan and not os.access(args.slotload, os.X_OK):
+        log("bench: missing: %s (run: make bench-transport, or go build -o bin/slotload "
+            "./bench/slotload)" % args.slotload)
+        return 2
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -252,7 +272,7 @@ def main():
     with open(run.body_file, "wb") as f:
         f.write(os.urandom(C.ECHO_SIZE))
     log("bench: %s run, about %.1f min, results in %s"
-        % (suite, estimate(matrix, scaling, args) / 60, out))
+        % (suite, estimate(matrix, scaling, args, tplan) / 60, out))
     status = 0
     try:
         for cfg, wls in matrix:
@@ -268,6 +288,22 @@ def main():
             steps = [C.Workload("c%d" % c, "micro", "/hello", c, threads=min(2, c),
                                 min_body=len(C.HELLO)) for c in SCALING_CONNS]
             run.serve(cfg, steps, "scaling", (1, args.scaling_duration))
+        for label, spec, lang, env, k in tplan:
+            rec = None
+            for attempt in range(1, args.retry_noisy + 2):  # the quietest attempt counts
+                r = transport.run_one(args.slotload, label, spec, lang, env, k,
+                                      args.transport_duration, 1, out, args)
+                r["attempt"] = attempt
+                if rec is None or (r["ok"] and (not rec["ok"] or r.get("other_cpu_pct", 0)
+                                                < rec.get("other_cpu_pct", 0))):
+                    rec = r
+                if not r["ok"] or r.get("other_cpu_pct", 0) <= report.NOISY_PCT:
+                    break
+                log(transport.progress_line(r) + "  noisy, measuring again")
+            if not rec["ok"]:
+                run.failures += 1
+            run.write(rec)
+            log(transport.progress_line(rec))
     except Interrupted as e:
         log("bench: %s; stopping what it started" % e)
         status = 130
@@ -286,18 +322,20 @@ def main():
         f.write(text)
     print(text)
     log("bench: %d measurements, %d failed, %.0f s (after %.0f s waiting for the lock); "
-        "results: %s" % (sum(1 for r in run.records if r["type"] == "measure"), run.failures,
+        "results: %s" % (sum(1 for r in run.records if r["type"] in ("measure", "transport")),
+                                   run.failures,
                          meta["wall_s"], meta["lock_wait_s"], out))
     if args.publish and status == 0:
         publish(out, meta)
     return status or (1 if run.failures else 0)
 
 
-def estimate(matrix, scaling, args):
+def estimate(matrix, scaling, args, tplan=()):
     per = args.warmup + args.duration + 1.0
     starts = sum(len({w.server for w in wls}) for _, wls in matrix) + len(scaling)
     return (sum(len(wls) for _, wls in matrix) * per + starts * (1.0 + args.settle)
-            + len(scaling) * len(SCALING_CONNS) * (args.scaling_duration + 2.0))
+            + len(scaling) * len(SCALING_CONNS) * (args.scaling_duration + 2.0)
+            + len(tplan) * (args.transport_duration + 3.0))
 
 
 def publish(out, meta):

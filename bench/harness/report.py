@@ -1,6 +1,7 @@
 """Markdown tables from a bench run's records (results.jsonl + meta.json)."""
 from . import configs as C
 from . import sysinfo
+from . import transport
 
 LANG_ORDER = ["python", "perl", "ruby"]
 CONFIG_ORDER = {c.name: i for i, c in enumerate(C.CONFIGS)}
@@ -248,23 +249,27 @@ def render(meta, records):
         "",
         "- Machine: %s." % machine,
         "- Software: %s." % soft,
-        "- Method: one configuration at a time, each behind its own nginx (same config: "
-        "client keep-alive, `uwsgi_pass` for bridge and uWSGI, `proxy_pass` for Gunicorn, "
-        "Starman and Puma, app on a unix socket); each response checked before it is "
-        "measured; wrk %d s after %d s warm-up. CPU µs per request: utime+stime from "
-        "/proc over the measured window, for nginx's processes, bridge's Go process "
-        "(\"Go\"), and the app's processes (bridge's runners, or the peer's master and "
-        "workers). Switches per request: voluntary + nonvoluntary context switches of "
-        "every thread of the role's processes (/proc/PID/task/TID/status) over the same "
-        "window; \"server\" is Go + runners for bridge, the whole tree for a peer; "
-        "threads that exit during the window take theirs with them (not counted). "
-        "RSS/PSS: the largest sum over the role's processes, sampled every "
-        "0.25 s during the window. \"other CPU\" is what the rest of the machine used "
-        "meanwhile: above %.0f %% the row is noisy."
-        % (meta["duration_s"], meta["warmup_s"], NOISY_PCT),
-        "- Workloads: " + "; ".join("`%s` %s" % (w, C.WORKLOADS[w].what) for w in C.ORDER) + ".",
         "",
     ]
+    if matrix or any(r["suite"] == "scaling" for r in measures):
+        lines[-1:-1] = [
+            "- Method: one configuration at a time, each behind its own nginx (same config: "
+            "client keep-alive, `uwsgi_pass` for bridge and uWSGI, `proxy_pass` for Gunicorn, "
+            "Starman and Puma, app on a unix socket; bridge-py-http: `proxy_pass` to bridge's "
+            "`--http` listener over HTTP/1.1 with `keepalive 32` upstream connections); each response checked before it is "
+            "measured; wrk %d s after %d s warm-up. CPU µs per request: utime+stime from "
+            "/proc over the measured window, for nginx's processes, bridge's Go process "
+            "(\"Go\"), and the app's processes (bridge's runners, or the peer's master and "
+            "workers). Switches per request: voluntary + nonvoluntary context switches of "
+            "every thread of the role's processes (/proc/PID/task/TID/status) over the same "
+            "window; \"server\" is Go + runners for bridge, the whole tree for a peer; "
+            "threads that exit during the window take theirs with them (not counted). "
+            "RSS/PSS: the largest sum over the role's processes, sampled every "
+            "0.25 s during the window. \"other CPU\" is what the rest of the machine used "
+            "meanwhile: above %.0f %% the row is noisy."
+            % (meta["duration_s"], meta["warmup_s"], NOISY_PCT),
+            "- Workloads: " + "; ".join("`%s` %s" % (w, C.WORKLOADS[w].what) for w in C.ORDER) + ".",
+        ]
     if matrix:
         lines += ["## At a glance", "",
                   "req/s (and the one-connection p50); ~ marks a number measured while "
@@ -295,7 +300,20 @@ def render(meta, records):
                   "server per worker count; * marks a run with errors, ~ one during which the rest "
                   "of the machine used more than %.0f %% of the CPUs."
                   % (meta.get("scaling_duration_s", "?"), NOISY_PCT), "", scaling, ""]
+    ttable = transport.table(records)
+    if ttable:
+        lines += ["## Runner transport: Slot streams without nginx", "",
+                  "`bench/slotload`: one runner started as `bridge serve` starts it (1 app "
+                  "thread), K Slot streams each sending the hello request (one frame, head and "
+                  "end) and reading its response, as fast as they can, 1 s warm-up then the "
+                  "measured window. Runner CPU µs and context switches per request: every "
+                  "thread of the runner's process tree, from /proc (threads that exit meanwhile "
+                  "are not counted); client: the Go load client's own getrusage. Targets: "
+                  "Python ≤ 60 µs and ≤ 1.2 switches per request at one slot, ≤ 30 µs and "
+                  "≤ 0.15 at eight; Ruby within 1.5× of Python (aio).", "", ttable, ""]
     failed = [r for r in measures if not r.get("ok")]
+    failed += [dict(r, config=r["label"], workload="slots=%d" % r["slots"])
+               for r in records if r.get("type") == "transport" and not r.get("ok")]
     if failed:
         lines += ["## Failures", ""]
         lines += ["- %s %s (%s): %s" % (r["config"], r.get("workload"), r["suite"], r["error"])
