@@ -310,7 +310,8 @@ def render(meta, records):
                   "thread of the runner's process tree, from /proc (threads that exit meanwhile "
                   "are not counted); client: the Go load client's own getrusage. Targets: "
                   "Python ≤ 60 µs and ≤ 1.2 switches per request at one slot, ≤ 30 µs and "
-                  "≤ 0.15 at eight; Ruby within 1.5× of Python (aio).", "", ttable, ""]
+                  "≤ 0.15 at eight; Ruby within 1.5× of the best Python at the same slots. The shims are the ones "
+                  "built into slotload (go build embeds them, as in bin/bridge).", "", ttable, ""]
     failed = [r for r in measures if not r.get("ok")]
     failed += [dict(r, config=r["label"], workload="slots=%d" % r["slots"])
                for r in records if r.get("type") == "transport" and not r.get("ok")]
