@@ -212,7 +212,7 @@ class IntegrationTest < Minitest::Test
     app = dumps.select { |r| r['request_id'] == 'rid-usr1' }
     assert_equal 1, app.size, 'the thread in the app carries its request id'
     assert_match(/stream\.ru:\d+:in `sleep'/, app[0]['traceback'])
-    assert(dumps.any? { |r| r['traceback'].include?("in `read'") && r['traceback'].include?('main.rb') }, 'the main thread')
+    assert(dumps.any? { |r| r['traceback'].include?('main.rb') }, 'the main thread')
   end
 
   def test_gate_one_thread_four_slots_serves_one_request_at_a_time

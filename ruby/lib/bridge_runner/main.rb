@@ -5,7 +5,12 @@ require 'bridge_runner/duration'
 require 'bridge_runner/log'
 
 module BridgeRunner
+  VERSION = '0.1'
+
   module Main
+    # The transport when BRIDGE_RB_SERVER is unset: native or grpc.
+    DEFAULT_SERVER = 'grpc'
+
     module_function
 
     # Why the environment is not one bridge starts a runner in, or nil. The
@@ -92,10 +97,13 @@ module BridgeRunner
       # and ~175 -> ~150 us of runner CPU per request. Read when gRPC starts
       # (first Server.new, or the app's first gRPC object); unset again once
       # the server exists, so that the app's children do not inherit it.
-      poll_env = !ENV.key?('GRPC_POLL_STRATEGY')
+      # BRIDGE_RB_SERVER: the gRPC transport. native (default): h2.rb on
+      # protocol-http2, single-threaded; grpc: ruby-grpc's RpcServer.
+      native = ENV.fetch('BRIDGE_RB_SERVER', DEFAULT_SERVER) != 'grpc'
+      poll_env = !native && !ENV.key?('GRPC_POLL_STRATEGY')
       ENV['GRPC_POLL_STRATEGY'] = 'poll' if poll_env
       require 'rack'
-      require 'bridge_runner/server'
+      require(native ? 'bridge_runner/native' : 'bridge_runner/server')
       rack3 = BridgeRunner.rack3?
       begin
         app = Rack::Builder.parse_file(opts[:app])
@@ -105,7 +113,6 @@ module BridgeRunner
         exit! 1
       end
 
-      require 'bridge_runner/server'
       active = 0
       # Ids of the requests in the app, cancelled ones too until the app
       # returns: Describe's `running`, which bridge polls after a cancel.
@@ -134,8 +141,14 @@ module BridgeRunner
                    end,
         # slots: bridge pipelines requests onto this runner only up to it.
         app: opts[:app], threads: threads, slots: slots, pid: Process.pid,
-        server: "bridge-rack/#{VERSION} grpc/#{GRPC::VERSION} rack/#{Rack::RELEASE}"
+        server: "bridge-rack/#{VERSION} #{native ? "protocol-http2/#{Protocol::HTTP2::VERSION}" : "grpc/#{GRPC::VERSION}"} " \
+                "rack/#{Rack::RELEASE}"
       }
+      if native
+        return run_native(opts, describe, threads: threads, slots: slots, workers: workers, rack3: rack3, app: app,
+                                          grace: grace, tracker: tracker, running: -> { lock.synchronize { running.dup } },
+                                          sock_dir: sock_dir, handshake: handshake)
+      end
       # No gate when every stream has a thread: nothing to wait for.
       gate = Gate.new(threads) if slots > threads
       factory = lambda do
@@ -180,6 +193,33 @@ module BridgeRunner
       Thread.new { sleep 5; exit!(0) }
       server.stop rescue nil
       th.join(5)
+      Log.info('stopped')
+      exit!(0)
+    end
+
+    # The native transport (h2.rb, native.rb): serves until stopped, then
+    # drains and exits.
+    def run_native(opts, describe, threads:, slots:, workers:, rack3:, app:, grace:, tracker:, running:, sock_dir:,
+                   handshake:)
+      service = nil
+      stop = -> { service.request_stop('signal') }
+      factory = lambda do
+        # No gate: the service hands requests to at most `threads` app
+        # threads, in arrival order.
+        Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker,
+                      on_retire: -> { service.request_stop('retire') })
+      end
+      service = Native::Service.new(slot_factory: factory, describe: describe, running: running, threads: threads,
+                                    grace: grace)
+      path = service.listen(sock_dir)
+      trap('TERM') { stop.call }
+      trap('INT') { stop.call }
+      trap('USR1') { Thread.new { log_stacks } }
+      Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s), #{slots} slot(s) on #{path}",
+               threads: threads, slots: slots, transport: 'native')
+      handshake.write("1|1|unix|#{path}|grpc\n")
+      handshake.close
+      service.run
       Log.info('stopped')
       exit!(0)
     end

@@ -5,7 +5,7 @@ require 'bridge_runner/slot'
 require 'bridge_runner/runner_pb'
 
 module BridgeRunner
-  VERSION = '0.1'
+  VERSION = '0.1' unless const_defined?(:VERSION)
 
   # Pass-through marshalling for go-plugin's services (raw protobuf bytes).
   # Replies must be RawBytes instances: gRPC marshals with o.class.encode(o).

@@ -10,6 +10,10 @@ require 'bridge_runner/wire'
 require 'bridge_runner/gate'
 
 module BridgeRunner
+  # Raised by a transport to an app thread that reads from or writes to a
+  # stream that is gone (cancelled, connection lost).
+  class StreamGone < IOError; end
+
   class AppError < StandardError
     attr_reader :kind
 
@@ -116,6 +120,25 @@ module BridgeRunner
         end
         return if @retiring # no further request on this stream
       end
+    end
+
+    # One request, for a transport that picks the stream itself (the native
+    # one, h2.rb): frame is its first RequestFrame (with a head), reqs
+    # gives the following ones. Returns false if the app asked to retire
+    # (nothing more on this stream). Raises what the transport raises for
+    # a stream that went away.
+    def handle(frame, reqs, &out)
+      @flusher = reqs.respond_to?(:flush) ? reqs : nil
+      rid = frame.head.request_id
+      @tracker&.call(1, rid)
+      begin
+        catch(:stream_ended) { serve_one(frame, reqs, &out) }
+        flush_quietly if @retiring
+      ensure
+        @tracker&.call(-1, rid)
+        retired(rid) if @retiring
+      end
+      !@retiring
     end
 
     def flush_quietly
@@ -276,7 +299,8 @@ module BridgeRunner
     end
 
     def cancelled?(e)
-      defined?(GRPC::Core::CallError) && e.is_a?(GRPC::Core::CallError) ||
+      e.is_a?(StreamGone) ||
+        defined?(GRPC::Core::CallError) && e.is_a?(GRPC::Core::CallError) ||
         defined?(GRPC::BadStatus) && e.is_a?(GRPC::BadStatus)
     end
 
