@@ -24,13 +24,10 @@ SERVERS = ("native", "aio", "sync")
 
 
 def default_server(threads):
-    """The gRPC server when $BRIDGE_PY_SERVER does not say (README, "Two gRPC
-    servers", bench/NOTES.md): with one slot, where the app runs on its
-    event loop, aio is as fast as sync for small responses, about 10 %
-    dearer for 64 KiB ones and 5x cheaper for 1 MiB request bodies; with
-    several slots its hand-offs to app threads make it 10-40 % dearer than
-    sync for small responses."""
-    return "aio" if threads == 1 else "sync"
+    """The gRPC server when $BRIDGE_PY_SERVER does not say (README, "gRPC
+    servers", bench/NOTES.md): the native one, which reads the socket on the
+    app's thread. grpcio's servers stay selectable for comparison."""
+    return "native"
 
 
 class _Hurry(BaseException):

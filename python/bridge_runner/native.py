@@ -22,6 +22,7 @@ response itself, under the connection's lock.
 """
 import collections
 import os
+import queue
 import select
 import socket
 import struct
@@ -482,7 +483,7 @@ class _SlotBase(_Call):
         return len(self.queue)
 
     def consumed(self):
-        if self.unacked >= _ACK_AT and len(self.queue) < _BACKLOG:
+        if self.unacked >= _ACK_AT and self.backlog() < _BACKLOG:
             self.conn.ack(self)
 
     def cancel(self, *_):
@@ -527,36 +528,43 @@ class _InlineSlot(_SlotBase):
 
 
 class _ThreadSlot(_SlotBase):
-    __slots__ = ("ready",)
+    """A Slot stream served by a thread of its own. Frames reach it through
+    a SimpleQueue: one futex wake per frame and no lock shared with the
+    loop, which holds conn.lock while it parses (measured: a Condition on
+    conn.lock cost the app thread two more switches per request)."""
+
+    __slots__ = ("inbox",)
 
     def __init__(self, conn, sid):
         super().__init__(conn, sid)
-        self.ready = threading.Condition(conn.lock)
+        self.inbox = queue.SimpleQueue()
+
+    def backlog(self):
+        return self.inbox.qsize()
 
     def message(self, msg):
-        # The loop holds conn.lock here.
-        self.queue.append(RequestFrame.FromString(msg))
-        self.ready.notify()
+        self.inbox.put(RequestFrame.FromString(msg))
 
     def half_closed(self):
         self.eof = True
-        self.ready.notify()
+        self.inbox.put(None)
 
     def gone(self):
         self.closed = self.cancelled = True
-        self.ready.notify()
+        self.inbox.put(None)
 
     def pull(self):
-        with self.conn.lock:
-            while not self.queue:
-                if self.cancelled:
-                    raise InputError("the request stream was cancelled")
-                if self.eof:
-                    raise InputError("the request stream closed before the request's end")
-                self.ready.wait()
-            frame = self.queue.popleft()
-            self.consumed()
-            return frame
+        while True:
+            frame = self.inbox.get()
+            if frame is not None:
+                self.consumed()
+                return frame
+            # None: the state changed; it stays changed, so tell it again
+            # to whoever asks next.
+            self.inbox.put(None)
+            if self.cancelled:
+                raise InputError("the request stream was cancelled")
+            raise InputError("the request stream closed before the request's end")
 
 
 class _Conn:

@@ -418,10 +418,10 @@ def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
     slot.close()
 
 
-@pytest.mark.parametrize("threads,want", [("1", "aio"), ("3", "sync")])
+@pytest.mark.parametrize("threads,want", [("1", "native"), ("3", "native")])
 def test_default_server_depends_on_threads(shim, server, threads, want):
-    """Without BRIDGE_PY_SERVER: aio with one slot, sync with more (README,
-    "Two gRPC servers"); a value other than sync or aio is refused."""
+    """Without BRIDGE_PY_SERVER: the native server whatever the threads (README,
+    "gRPC servers"); a value other than native, aio or sync is refused."""
     if server != "sync":
         pytest.skip("one run is enough")
     s = shim(env={"BRIDGE_PY_SERVER": "", "BRIDGE_THREADS": threads})
