@@ -349,7 +349,7 @@ module BridgeRunner
 
     # A client connection.
     class Conn
-      attr_reader :sock, :h2, :calls, :server
+      attr_reader :sock, :h2, :calls, :server, :fast_frames
       attr_accessor :out, :dead
 
       def initialize(server, sock, settings)
@@ -364,6 +364,7 @@ module BridgeRunner
         @settings = settings
         @preface = false
         @dead = false
+        @fast_frames = 0 # DATA frames taken by the fast path (tests)
       end
 
       def new_stream(s)
@@ -425,6 +426,7 @@ module BridgeRunner
               h2.request_window_update
               s.local_window.consume(flen)
               call.on_data(buf.byteslice(off + 9, flen)) if flen.positive?
+              @fast_frames += 1
               off += 9 + flen
               next
             end
