@@ -9,7 +9,7 @@ module BridgeRunner
 
   module Main
     # The transport when BRIDGE_RB_SERVER is unset: native or grpc.
-    DEFAULT_SERVER = 'grpc'
+    DEFAULT_SERVER = 'native'
 
     module_function
 
@@ -99,7 +99,10 @@ module BridgeRunner
       # the server exists, so that the app's children do not inherit it.
       # BRIDGE_RB_SERVER: the gRPC transport. native (default): h2.rb on
       # protocol-http2, single-threaded; grpc: ruby-grpc's RpcServer.
-      native = ENV.fetch('BRIDGE_RB_SERVER', DEFAULT_SERVER) != 'grpc'
+      choice = ENV['BRIDGE_RB_SERVER'].to_s
+      choice = DEFAULT_SERVER if choice.empty?
+      Log.warning("BRIDGE_RB_SERVER=#{choice} is neither native nor grpc: using native") unless %w[native grpc].include?(choice)
+      native = choice != 'grpc'
       poll_env = !native && !ENV.key?('GRPC_POLL_STRATEGY')
       ENV['GRPC_POLL_STRATEGY'] = 'poll' if poll_env
       require 'rack'
