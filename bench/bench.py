@@ -24,6 +24,7 @@ Stdlib only; run with /usr/bin/python3.
 import argparse
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -268,6 +270,23 @@ def main():
             "machine": sysinfo.machine(), "versions": sysinfo.versions(ROOT)}
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
+    # Measure the binaries as they are now: other people rebuild bin/bridge
+    # while a run goes on, which would change the runner shims (embedded in
+    # it) between one configuration and the next.
+    bindir = tempfile.mkdtemp(prefix="bridge-bench-bin-")
+    meta["binaries"] = {}
+    for attr, used in (("bridge", any(c.kind == "bridge" for c, _ in matrix) or scaling),
+                       ("slotload", tplan)):
+        src = getattr(args, attr)
+        if used and os.path.exists(src):
+            dst = os.path.join(bindir, attr)
+            shutil.copy2(src, dst)
+            with open(dst, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:16]
+            meta["binaries"][attr] = {"path": src, "sha256": digest, "mtime": datetime.datetime
+                                      .fromtimestamp(os.path.getmtime(src), datetime.timezone.utc)
+                                      .isoformat(timespec="seconds")}
+            setattr(args, attr, dst)
     run = Run(args, out)
     with open(run.body_file, "wb") as f:
         f.write(os.urandom(C.ECHO_SIZE))
@@ -309,6 +328,7 @@ def main():
         status = 130
     finally:
         procfs.stop_all()
+        shutil.rmtree(bindir, ignore_errors=True)
         if os.path.exists(run.body_file):
             os.remove(run.body_file)
         if lock is not None:

@@ -1,4 +1,6 @@
 """Markdown tables from a bench run's records (results.jsonl + meta.json)."""
+import os
+
 from . import configs as C
 from . import sysinfo
 from . import transport
@@ -251,6 +253,14 @@ def render(meta, records):
         "- Software: %s." % soft,
         "",
     ]
+    bins = meta.get("binaries") or {}
+    if bins:
+        lines[-1:-1] = ["- Binaries measured (copied at the start of the run, so a rebuild "
+                        "meanwhile changes nothing): " + "; ".join(
+                            "%s built %s UTC, sha256 %s…" % (os.path.basename(b["path"]),
+                                                            b["mtime"][:19].replace("T", " "),
+                                                            b["sha256"][:12])
+                            for b in bins.values()) + "."]
     if matrix or any(r["suite"] == "scaling" for r in measures):
         lines[-1:-1] = [
             "- Method: one configuration at a time, each behind its own nginx (same config: "
