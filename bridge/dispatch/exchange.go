@@ -108,8 +108,17 @@ func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request,
 	return clean, err
 }
 
-// receive reads response frames until the response ends.
+// receive reads response frames until the response ends. A response's
+// first body chunk is written at once (with the head, one write); later
+// small chunks go through a coalescer, which writes whatever has piled up
+// while it was writing in one go.
 func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWriter, res *Result, log zerolog.Logger) (bool, error) {
+	var co *coalescer
+	defer func() {
+		if co != nil {
+			co.stop() // the front owns rw again once receive returns
+		}
+	}()
 	for {
 		f, err := stream.Recv()
 		if err != nil {
@@ -131,10 +140,29 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 			return false, request.Errorf(http.StatusBadGateway, "runner sent body before head", nil)
 		}
 		if len(f.Body) > 0 {
-			if err := rw.Write(f.Body); err != nil {
+			var err error
+			switch {
+			case co == nil && (res.Bytes == 0 || f.End || len(f.Body) > coalesceMax):
+				err = rw.Write(f.Body)
+			case len(f.Body) > coalesceMax:
+				if err = co.drain(); err == nil {
+					err = rw.Write(f.Body)
+				}
+			default:
+				if co == nil {
+					co = newCoalescer(rw)
+				}
+				err = co.add(f.Body)
+			}
+			if err != nil {
 				return false, ErrClientGone
 			}
 			res.Bytes += int64(len(f.Body))
+		}
+		if co != nil && (f.File != nil || f.End) {
+			if err := co.drain(); err != nil {
+				return false, ErrClientGone
+			}
 		}
 		if fl := f.File; fl != nil {
 			if err := rw.SendFile(fl.Path, fl.Offset, fl.Length); err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -158,6 +159,27 @@ func TestUwsgiResponseFraming(t *testing.T) {
 	want := "HTTP/1.1 200 \r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
 	if string(all) != want {
 		t.Fatalf("got %q\nwant %q", all, want)
+	}
+}
+
+// W23: a streamed response arrives whole and in order, however its chunks
+// were coalesced on the way (dispatch's coalescer), and it still ends in a
+// clean close.
+func TestUwsgiStreamedChunksInOrder(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/stream")
+	setVar(p, "QUERY_STRING", "n=2000")
+	resp, body, err := roundTrip(t, "unix", s.uwsgiSock, p, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", err, resp)
+	}
+	var want strings.Builder
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&want, "chunk %d\n", i)
+	}
+	if string(body) != want.String() {
+		t.Fatalf("body of %d bytes differs from the %d bytes sent", len(body), want.Len())
 	}
 }
 
