@@ -277,8 +277,8 @@ class Run:
             run_wrk(url, wl.conns, wl.threads, warmup, body)
         errors0 = nginx_error_lines(nginx_log)
         window = procfs.CpuWindow(roles)
-        sampler = procfs.MemorySampler(roles)
         window.start()
+        sampler = procfs.MemorySampler(roles, window=window)
         sampler.start()
         try:
             res = run_wrk(url, wl.conns, wl.threads, seconds, body,

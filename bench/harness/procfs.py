@@ -166,19 +166,50 @@ class CpuWindow:
 
     def __init__(self, roles):
         self.roles = roles
+        self.lock = threading.Lock()  # observe() runs in the memory sampler's thread
 
     def start(self):
         self.snap0 = snapshot()
         self.pids0 = self.roles.pids(self.snap0)
         self.sw0 = switches_of(set().union(*self.pids0.values()), self.snap0)
+        # (pid, starttime) -> {tid: switches} as last seen, and the roles each
+        # process was seen in; observe() updates them during the window
+        self.sw_last = {(p, v[0]): dict(v[1]) for p, v in self.sw0.items()}
+        self.sw_roles = {}
+        self._note_roles(self.pids0, self.snap0)
         self.reaped0 = self.roles.reaped()
         self.machine0 = machine_ticks()
         self.self0 = os.times()
+
+    def _note_roles(self, pids, snap):
+        for role, ps in pids.items():
+            for p in ps:
+                if p in snap:
+                    self.sw_roles.setdefault((p, snap[p][2]), set()).add(role)
+
+    def _merge(self, sw):
+        for p, (start, tids) in sw.items():
+            self.sw_last.setdefault((p, start), {}).update(tids)
+
+    def observe(self, snap):
+        """Read the switches of the roles' processes now (the memory sampler
+        calls this every 0.25 s), so processes and threads that end before
+        the window does are counted up to here."""
+        pids = self.roles.pids(snap)
+        sw = switches_of(set().union(*pids.values()), snap)
+        with self.lock:
+            self._note_roles(pids, snap)
+            self._merge(sw)
 
     def stop(self):
         snap1 = snapshot()
         pids1 = self.roles.pids(snap1)
         sw1 = switches_of(set().union(*pids1.values()), snap1)
+        with self.lock:
+            self._note_roles(pids1, snap1)
+            self._merge(sw1)
+            sw_last = {k: dict(v) for k, v in self.sw_last.items()}
+            sw_roles = {k: set(v) for k, v in self.sw_roles.items()}
         reaped1 = self.roles.reaped()
         machine1 = machine_ticks()
         self1 = os.times()
@@ -198,19 +229,22 @@ class CpuWindow:
                     total -= a[1]
             total += reaped1.get(role, 0) - self.reaped0.get(role, 0)
             ticks[role] = max(0, total)
-            # switches, thread by thread: one at both ends counts its
-            # difference, one started meanwhile all of its own; one gone by
-            # the end is lost (counted in threads_gone)
+            # switches, thread by thread, from the start of the window to the
+            # last time the thread was seen (at the end, or at one of the
+            # observe() samples every 0.25 s): a worker a server replaced
+            # mid-window counts up to its last sample; what a thread did
+            # after it (and a thread that lived between two samples) is lost.
+            # threads_gone: threads last seen before the end.
             n = gone = 0
-            for pid in set(self.pids0.get(role, ())) | set(pids1.get(role, ())):
-                a, b = self.sw0.get(pid), sw1.get(pid)
-                if b and a and a[0] == b[0]:
-                    n += sum(c - a[1].get(t, 0) for t, c in b[1].items())
-                    gone += len(a[1].keys() - b[1].keys())
-                elif b:
-                    n += sum(b[1].values())
-                elif a:
-                    gone += len(a[1])
+            end = {(p, v[0]) for p, v in sw1.items()}
+            for key, last in sw_last.items():
+                if role not in sw_roles.get(key, ()):
+                    continue
+                first = self.sw0.get(key[0])
+                first = first[1] if first and first[0] == key[1] else {}
+                n += sum(c - first.get(t, 0) for t, c in last.items())
+                at_end = sw1[key[0]][1] if key in end else {}
+                gone += len(last.keys() - at_end.keys())
             sw[role] = n
             lost[role] = gone
         busy = machine1[0] - self.machine0[0]
@@ -238,9 +272,10 @@ class MemorySampler(threading.Thread):
     """Samples RSS and PSS of every role's processes every `interval` s and
     keeps the maxima: of each role's sum, and of each single process."""
 
-    def __init__(self, roles, interval=0.25):
+    def __init__(self, roles, interval=0.25, window=None):
         super().__init__(daemon=True)
         self.roles, self.interval = roles, interval
+        self.window = window  # a started CpuWindow to observe() at each sample
         self.done = threading.Event()
         self.role_max = {}   # role -> {"rss": KiB, "pss": KiB, "procs": n}
         self.proc_max = {}   # role -> {"rss": KiB, "pss": KiB} largest single process
@@ -248,6 +283,8 @@ class MemorySampler(threading.Thread):
 
     def sample(self):
         snap = snapshot()
+        if self.window is not None:
+            self.window.observe(snap)
         for role, pids in self.roles.pids(snap).items():
             rss = pss = 0
             one = self.proc_max.setdefault(role, {"rss": 0, "pss": 0})
