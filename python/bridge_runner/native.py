@@ -28,6 +28,7 @@ import socket
 import struct
 import threading
 import traceback
+from time import monotonic
 
 import h2.config
 import h2.connection
@@ -587,6 +588,7 @@ class _Conn:
         # In _frames: a unary reply waiting for send window cannot turn the
         # loop from there (the buffer is being parsed).
         self.parsing = False
+        self.read_at = 0.0  # when send_frame last looked for input
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
             validate_outbound_headers=False, normalize_outbound_headers=False,
@@ -746,10 +748,15 @@ class _Conn:
             return False
         if not frame.end and self.server.inline:
             # A streaming app: take in a RST_STREAM (the client went away,
-            # G4) before writing on, without waiting for anything.
-            self.read()
-            if call.closed:
-                return False
+            # G4) before writing on, without waiting for anything; at most
+            # once a millisecond, as a read per chunk cost more than the
+            # chunk's own write.
+            now = monotonic()
+            if now - self.read_at > 0.001:
+                self.read_at = now
+                self.read()
+                if call.closed:
+                    return False
         try:
             self.send(call, frame.SerializeToString())
         except _Gone:
