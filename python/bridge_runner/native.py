@@ -97,10 +97,8 @@ class NativeServer:
         self._stopping = False
         self._thread = None
         self.path = None
-        # Inline: Slot streams with a frame to serve, in arrival order, and
-        # whether an app call is running on the loop thread now.
+        # Inline: Slot streams with a frame to serve, in arrival order.
         self._ready = collections.deque()
-        self._app_busy = False
 
     # -- life cycle (the main thread) ------------------------------------------
 
@@ -243,18 +241,13 @@ class NativeServer:
     def slot_frame(self, call, frame):
         """Inline: a frame arrived for a Slot stream."""
         call.queue.append(frame)
-        if call.busy:
-            if self._app_busy and not call.counted and frame.HasField("head"):
-                call.counted = True
-                self.gateway.queued(1)
-            return
-        if not call.scheduled:
+        if not call.counted and frame.HasField("head"):
+            # A request read is in flight as far as a drain is concerned,
+            # from now until it has been answered.
+            call.counted = True
+            self.gateway.queued(1)
+        if not call.busy and not call.scheduled:
             call.scheduled = True
-            if self._app_busy and not call.counted and frame.HasField("head"):
-                # It waits for the app call that runs now: in flight as
-                # far as a drain is concerned.
-                call.counted = True
-                self.gateway.queued(1)
             self._ready.append(call)
 
     def slot_gone(self, call):
@@ -314,7 +307,7 @@ class NativeServer:
         req = Request(gw, call, frame, call.sender)
         queued, call.counted = call.counted, False
         gw.begin(req.rid, queued)
-        call.busy = self._app_busy = True
+        call.busy = True
         done = False
         gen = req.run()
         try:
@@ -334,7 +327,7 @@ class NativeServer:
             logs.log("error", "the application raised %s: stream closed"
                      % type(exc).__name__, request_id=req.rid)
         finally:
-            call.busy = self._app_busy = False
+            call.busy = False
             call.cancelled = call.cancelled or not done
             gen.close()
             if not done:
@@ -356,6 +349,9 @@ class NativeServer:
             call.skipping = True  # CONTRACT "Slots": discard up to its `end`
         if req.retiring:
             call.conn.finish(call)
+            # Requests Go sent before it saw `retire` are served: take them
+            # in (and count them for the drain) before it starts.
+            self._poll(0)
             gw.retired(req.rid)  # its end frame, with retire, is out
             return
         if gw.draining and not any(f.HasField("head") for f in queue):
