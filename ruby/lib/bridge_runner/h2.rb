@@ -376,21 +376,36 @@ module BridgeRunner
       # Takes in bytes read from the socket. Returns false once the
       # connection must be closed (protocol error, GOAWAY).
       def input(data)
-        @in << data
-        unless @preface
-          return true if @in.bytesize < PREFACE.bytesize + 9
-          hl, ll = @in.byteslice(PREFACE.bytesize, 3).unpack('Cn')
-          flen = (hl << 16) | ll
-          return true if @in.bytesize < PREFACE.bytesize + 9 + flen
-          lib(0, PREFACE.bytesize + 9 + flen) { @h2.read_connection_preface(@settings) }
-          @preface = true
-          # A larger connection window than HTTP/2's 64 KiB.
-          @h2.local_window.desired = CONN_WINDOW
-          @h2.send_window_update(CONN_WINDOW - @h2.local_window.capacity)
-          @in = @in.byteslice(PREFACE.bytesize + 9 + flen, @in.bytesize) || String.new
+        if @preface
+          if @in.empty?
+            # The usual case: frames straight from the read buffer; only a
+            # partial frame at its end is kept.
+            off = frames(data)
+            @in << data.byteslice(off, data.bytesize - off) if off < data.bytesize
+          else
+            @in << data
+            off = frames(@in)
+            if off == @in.bytesize
+              @in.clear
+            elsif off.positive?
+              @in = @in.byteslice(off, @in.bytesize - off)
+            end
+          end
+          return !@h2.closed?
         end
-        frames
-        !@h2.closed?
+        @in << data
+        return true if @in.bytesize < PREFACE.bytesize + 9
+        hl, ll = @in.byteslice(PREFACE.bytesize, 3).unpack('Cn')
+        flen = (hl << 16) | ll
+        return true if @in.bytesize < PREFACE.bytesize + 9 + flen
+        lib(@in, 0, PREFACE.bytesize + 9 + flen) { @h2.read_connection_preface(@settings) }
+        @preface = true
+        # A larger connection window than HTTP/2's 64 KiB.
+        @h2.local_window.desired = CONN_WINDOW
+        @h2.send_window_update(CONN_WINDOW - @h2.local_window.capacity)
+        rest = @in.byteslice(PREFACE.bytesize + 9 + flen, @in.bytesize)
+        @in = String.new(capacity: READ_SIZE)
+        input(rest)
       rescue HTTP2::ProtocolError, HTTP2::HPACK::Error, EOFError => e
         Log.warning("HTTP/2 connection error: #{e.class}: #{e.message}")
         begin
@@ -403,8 +418,8 @@ module BridgeRunner
 
       # The fast path for plain DATA on open streams; everything else goes
       # to the library, a frame at a time, in arrival order.
-      def frames
-        buf = @in
+      # Takes in the whole frames in buf; returns the bytes consumed.
+      def frames(buf)
         len = buf.bytesize
         off = 0
         h2 = @h2
@@ -437,11 +452,11 @@ module BridgeRunner
             # them must be here.
             stop = continuations(buf, stop, len) or break
           end
-          lib(off, stop) { h2.read_frame }
+          lib(buf, off, stop) { h2.read_frame }
           off = stop
           break if h2.closed?
         end
-        @in = off.zero? ? buf : (buf.byteslice(off, len - off) || String.new)
+        off
       end
 
       # The end of the CONTINUATION frames from i, or nil if incomplete.
@@ -456,9 +471,9 @@ module BridgeRunner
         end
       end
 
-      def lib(from, to)
+      def lib(buf, from, to)
         io = @io
-        io.buf = @in
+        io.buf = buf
         io.pos = from
         io.limit = to
         yield
@@ -580,7 +595,11 @@ module BridgeRunner
             (wr ||= []) << c.sock unless c.out.empty?
           end
         end
-        ready = IO.select(rd, wr, nil, timeout)
+        ready = begin
+          IO.select(rd, wr, nil, timeout)
+        rescue IOError, Errno::EBADF
+          nil # a socket closed by another thread meanwhile: next turn
+        end
         @lock.synchronize do
           if ready
             r, w = ready
