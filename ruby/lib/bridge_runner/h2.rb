@@ -592,7 +592,8 @@ module BridgeRunner
           rd << @listener if @listener
           @conns.each_value do |c|
             rd << c.sock
-            (wr ||= []) << c.sock unless c.out.empty?
+            # What waits (last frames of a batch) is written first.
+            (wr ||= []) << c.sock unless c.out.empty? || c.flush
           end
         end
         ready = begin

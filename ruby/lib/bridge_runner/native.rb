@@ -82,7 +82,11 @@ module BridgeRunner
         server.lock.synchronize do
           raise Gone, 'the slot stream is gone' if call.closed
           call.send_message(frame)
-          server.flush_now(call.conn)
+          # One app thread: a response's last frame waits in the output
+          # buffer until the loop runs out of ready requests (Server#pump
+          # writes first), so that a batch of pipelined responses leaves in
+          # one write. Any other frame leaves now.
+          server.flush_now(call.conn) unless fin && @service.may_pump
         end
         frame.clear
         return if fin
@@ -94,8 +98,11 @@ module BridgeRunner
         raise Gone, 'the slot stream is gone' if call.closed
       end
 
-      # Last frames are not held back: nothing to flush.
-      def flush; end
+      # Writes a held last frame now (the app has work to do after the
+      # response: body close, rack.response_finished).
+      def flush
+        @server.lock.synchronize { @server.flush_now(@call.conn) unless @call.conn.dead || @call.conn.out.empty? }
+      end
     end
 
     # go-plugin's stdio stream: empty, ended when the client half-closes.
@@ -246,7 +253,8 @@ module BridgeRunner
           elsif call.half_closed
             call.finish(H2::OK)
           end
-          @server.flush_now(call.conn) unless call.conn.dead
+          # One app thread: the loop writes before it waits (Server#pump).
+          @server.flush_now(call.conn) unless call.conn.dead || @may_pump
           @server.changed!
         end
       end
