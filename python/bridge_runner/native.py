@@ -36,6 +36,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.stream import StreamState
+from google.protobuf.message import DecodeError
 
 from . import logs
 from .runner_pb2 import DescribeResponse, RequestFrame
@@ -499,7 +500,9 @@ class _InlineSlot(_SlotBase):
         self.opened = None  # a request answered with a file, see wsgi
 
     def message(self, msg):
-        self.conn.server.slot_frame(self, RequestFrame.FromString(msg))
+        frame = _decode(self, msg)
+        if frame is not None:
+            self.conn.server.slot_frame(self, frame)
 
     def half_closed(self):
         self.eof = True
@@ -540,7 +543,9 @@ class _ThreadSlot(_SlotBase):
         return self.inbox.qsize()
 
     def message(self, msg):
-        self.inbox.put(RequestFrame.FromString(msg))
+        frame = _decode(self, msg)
+        if frame is not None:
+            self.inbox.put(frame)
 
     def half_closed(self):
         self.eof = True
@@ -630,6 +635,10 @@ class _Conn:
                 self._flush_h2()
                 self.drop()
             except _Gone:
+                self.drop()
+            except Exception as exc:  # a bug here must not stop the runner
+                logs.log("error", "HTTP/2 input failed: %s: %s" % (type(exc).__name__, exc),
+                         kind="internal", traceback="".join(traceback.format_exception(exc)))
                 self.drop()
             finally:
                 self.parsing = False
@@ -905,6 +914,16 @@ class _Conn:
             for call in calls:
                 call.gone()
             self.window.notify_all()
+
+
+def _decode(call, msg):
+    """A RequestFrame, or None after resetting a stream that sent garbage."""
+    try:
+        return RequestFrame.FromString(msg)
+    except DecodeError as exc:
+        logs.log("error", "Slot stream %d: not a RequestFrame (%s): stream reset" % (call.sid, exc))
+        call.conn.reset(call, 0x1)  # PROTOCOL_ERROR
+        return None
 
 
 def _percent(text):
