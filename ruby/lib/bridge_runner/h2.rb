@@ -728,11 +728,15 @@ module BridgeRunner
           end
         end
         loop do
-          pending = @lock.synchronize { @conns.values.reject { |c| c.flush } }
+          pending = @lock.synchronize { @conns.values.reject { |c| c.flush || c.dead } }
           break if pending.empty?
           left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
           break if left <= 0
-          IO.select(nil, pending.map(&:sock), nil, left)
+          begin
+            IO.select(nil, pending.map(&:sock), nil, left)
+          rescue IOError, Errno::EBADF
+            nil
+          end
         end
         @lock.synchronize { @conns.values.each { |c| drop(c) } }
       end

@@ -222,7 +222,13 @@ module BridgeRunner
                threads: threads, slots: slots, transport: 'native')
       handshake.write("1|1|unix|#{path}|grpc\n")
       handshake.close
-      service.run
+      begin
+        service.run
+      rescue StandardError => e
+        Log.error("native transport failed: #{e.class}: #{e.message}", traceback: (e.backtrace || []).join("\n"),
+                                                                       kind: 'internal')
+        exit!(1)
+      end
       Log.info('stopped')
       exit!(0)
     end
