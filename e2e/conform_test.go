@@ -13,8 +13,8 @@ import (
 // kitRunners are the runners whose kit app `bridge conform` checks in
 // `make test`: every built-in runner and the Node.js example runner.
 // docs/coverage counts the kit's checks as covering their IDs for each.
-// The threaded runs take another path in the Python (grpcio sync server and
-// app threads) and Ruby (a gate in front of several app threads) shims.
+// The threaded runs take another path in the Python (native server with a
+// thread per Slot stream) and Ruby (a gate in front of several app threads) shims.
 var kitRunners = []struct {
 	name, spec, dir string
 	args            []string

@@ -49,13 +49,15 @@ var Languages = map[string]Language{
 		// The first python3 on PATH may be a private build (pyenv, venv)
 		// that cannot see Debian's packages; the system one usually can.
 		Candidates: []string{"python3", "/usr/bin/python3"},
-		Probe:      []string{"-c", "import grpc, google.protobuf"},
-		Install:    "apt-get install python3-grpcio python3-protobuf (Debian/Ubuntu), or pip install grpcio protobuf into the interpreter given by --interpreter",
-		Shim:       python.Shim,
-		Args:       func(_, app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
-		PathEnv:    "PYTHONPATH",
-		Modifier1:  0,
-		ParseApp:   pythonApp,
+		// The default (native) gRPC server needs h2, not grpcio; grpcio
+		// is only for BRIDGE_PY_SERVER=aio|sync, which says so itself.
+		Probe:     []string{"-c", "import h2, google.protobuf"},
+		Install:   "apt-get install python3-h2 python3-protobuf (Debian/Ubuntu), or pip install h2 protobuf into the interpreter given by --interpreter",
+		Shim:      python.Shim,
+		Args:      func(_, app string) []string { return []string{"-m", "bridge_runner", "--app", app} },
+		PathEnv:   "PYTHONPATH",
+		Modifier1: 0,
+		ParseApp:  pythonApp,
 	},
 	"perl": {
 		Name:       "perl",

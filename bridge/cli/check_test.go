@@ -9,7 +9,7 @@ import (
 )
 
 // The demo app that `make run` serves loads through the real Python runner.
-// Needs python3-grpcio (make deps installs it); a missing interpreter fails
+// Needs python3-h2 and python3-protobuf (make deps installs them); a missing interpreter fails
 // the test with bridge's own message, which names the packages.
 func TestCheckDemoApp(t *testing.T) {
 	t.Setenv("BRIDGE_CACHE_DIR", t.TempDir())
