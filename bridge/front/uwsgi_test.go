@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"bridge/bridge/uwsgi"
 )
@@ -180,6 +181,35 @@ func TestUwsgiStreamedChunksInOrder(t *testing.T) {
 	}
 	if string(body) != want.String() {
 		t.Fatalf("body of %d bytes differs from the %d bytes sent", len(body), want.Len())
+	}
+}
+
+// Connections are served at once however many arrive together: the
+// goroutine that accepts one serves it, and another takes over Accept.
+func TestUwsgiServesConnectionsConcurrently(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/sleep")
+	setVar(p, "QUERY_STRING", "ms=300")
+	start := time.Now()
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		go func() {
+			resp, body, err := roundTrip(t, "unix", s.uwsgiSock, p, nil)
+			if err == nil && (resp.StatusCode != 200 || string(body) != "slept") {
+				err = fmt.Errorf("%d %q", resp.StatusCode, body)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stack's workers and slots, not Accept, bound the concurrency.
+	if d := time.Since(start); d > 20*300*time.Millisecond {
+		t.Fatalf("40 requests of 300 ms took %v", d)
 	}
 }
 
