@@ -27,6 +27,7 @@ module BridgeRunner
         @inbox = [] # [seq, frame, wire size]
         @busy = false
         @queued = false
+        @pumped = 0.0
       end
 
       # --- the call's handler (under the lock, on the pumping thread)
@@ -90,8 +91,15 @@ module BridgeRunner
         end
         frame.clear
         return if fin
-        # Take in what Go sent meanwhile (a RST_STREAM above all).
-        server.try_pump(0) if @service.may_pump
+        # Take in what Go sent meanwhile (a RST_STREAM above all), at most
+        # every 2 ms: a streaming app's chunks do not each cost a select.
+        if @service.may_pump
+          now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          if now - @pumped > 0.002
+            @pumped = now
+            server.try_pump(0)
+          end
+        end
         server.await(nil, may_pump: @service.may_pump) do
           call.closed || (!call.blocked? && call.conn.out.empty?)
         end
