@@ -226,3 +226,21 @@ func status(t *testing.T, c *http.Client, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func TestGCPercentFor(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, maxGCPercent},
+		{1 << 20, maxGCPercent},  // 8 MiB over 1 MiB would be 800%
+		{4 << 20, 200},           // 8 MiB over 4 MiB
+		{16 << 20, 50},           // GOGC=50's bound from here on
+		{18 << 20, minGCPercent}, // 1,000 connections: as before
+		{200 << 20, minGCPercent},
+	} {
+		if got := gcPercentFor(c.live); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+	}
+}

@@ -20,7 +20,7 @@ type gateWriter struct {
 }
 
 func (w *gateWriter) WriteHead(int, string, []*bridgev1.Header) error { return nil }
-func (w *gateWriter) SendFile(string, int64, int64) error            { return nil }
+func (w *gateWriter) SendFile(string, int64, int64) error             { return nil }
 func (w *gateWriter) Write(p []byte) error {
 	if w.in != nil {
 		w.in <- struct{}{}
