@@ -191,6 +191,29 @@ class H2Test < Minitest::Test
     assert_equal [0, 100].pack('CN') + ('y' * 100), c.of(1, 0).map { |f| f[3] }.join
   end
 
+  def test_large_message_leaves_in_frames_of_the_peers_size
+    c = Client.new(@path, [[4, 1 << 20]])
+    c.headers(1, '/t.S/Stream')
+    Timeout.timeout(5) { sleep 0.01 until locked { @rec.calls.size == 1 } }
+    call = @rec.calls[0]
+    body = (0...100_000).map { |i| (i % 251).chr }.join.b
+    locked do
+      call.send_message(body)
+      @server.flush_now(call.conn)
+    end
+    # The connection's window (HTTP/2's 65,535 bytes: this client sends no
+    # WINDOW_UPDATE for it yet) is the limit, then the rest follows.
+    c.until_frames { |_| c.of(1, 0).sum { |f| f[3].bytesize } >= 65_535 }
+    sleep 0.1
+    c.read_more if IO.select([c.instance_variable_get(:@sock)], nil, nil, 0.1)
+    assert_equal 65_535, c.of(1, 0).sum { |f| f[3].bytesize }
+    c.write(c.frame(8, 0, 0, [1 << 20].pack('N')))
+    c.until_frames { |_| c.of(1, 0).sum { |f| f[3].bytesize } >= body.bytesize + 5 }
+    sizes = c.of(1, 0).map { |f| f[3].bytesize }
+    assert(sizes.all? { |n| n <= 16_384 }, "frames of at most 16 KiB: #{sizes}")
+    assert_equal [0, body.bytesize].pack('CN') + body, c.of(1, 0).map { |f| f[3] }.join
+  end
+
   def test_rst_stream_cancels_once_and_the_connection_lives_on
     c = Client.new(@path)
     c.headers(1, '/t.S/Stream')

@@ -179,6 +179,7 @@ module BridgeRunner
         @ended = false
         @headers_sent = false
         @queue = nil # DATA frames' payloads waiting for send window
+        @qoff = 0 # bytes of @queue[0] already sent
         @trailers = nil
         @cv = nil
       end
@@ -245,6 +246,7 @@ module BridgeRunner
         return if @closed
         @closed = true
         @queue = nil
+        @qoff = 0
         @trailers = nil
         @conn.calls.delete(@sid)
         @conn.server.changed!
@@ -293,12 +295,17 @@ module BridgeRunner
           room = [h2.remote_window.available, @stream.remote_window.available, max].min
           break if room <= 0
           payload = q[0]
-          if payload.bytesize <= room
+          off = @qoff
+          rest = payload.bytesize - off
+          if rest <= room
             q.shift
-            chunk = payload
+            chunk = off.zero? ? payload : payload.byteslice(off, rest)
+            @qoff = 0
           else
-            chunk = payload.byteslice(0, room)
-            q[0] = payload.byteslice(room, payload.bytesize - room)
+            # Sliced at an offset: the rest of a large message is not
+            # copied for every frame.
+            chunk = payload.byteslice(off, room)
+            @qoff = off + room
           end
           l = chunk.bytesize
           h2.remote_window.consume(l)
