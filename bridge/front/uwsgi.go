@@ -70,6 +70,11 @@ func (a *acceptors) stop(err error) {
 func (a *acceptors) run() {
 	u := a.u
 	for {
+		select {
+		case <-a.done: // Serve has returned: Accept failed for good
+			return
+		default:
+		}
 		c, err := a.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
