@@ -72,7 +72,8 @@ module BridgeRunner
 
       def read(n)
         raise EOFError, 'short frame' if @pos + n > @limit
-        s = @buf.byteslice(@pos, n)
+        # unpack copies; a byteslice to the end would share the read buffer.
+        s = @pos + n == @buf.bytesize ? @buf.unpack1('a*', offset: @pos) : @buf.byteslice(@pos, n)
         @pos += n
         s
       end
@@ -311,6 +312,12 @@ module BridgeRunner
           h2.remote_window.consume(l)
           @stream.remote_window.consume(l)
           out << [l >> 16, l & 0xffff, DATA, 0, @sid].pack(HEADER) << chunk
+          # Copied into the output buffer: free the slice and, once sent,
+          # the message now, not at the next GC (a 64 KiB body would make
+          # 128 KiB of garbage per response, and the runner's RSS grew to
+          # ~120 MiB before a GC caught up).
+          chunk.clear
+          payload.clear if @qoff.zero?
         end
         return unless q.empty?
         @queue = nil
@@ -388,7 +395,7 @@ module BridgeRunner
             # The usual case: frames straight from the read buffer; only a
             # partial frame at its end is kept.
             off = frames(data)
-            @in << data.byteslice(off, data.bytesize - off) if off < data.bytesize
+            @in << data.unpack1('a*', offset: off) if off < data.bytesize
           else
             @in << data
             off = frames(@in)
@@ -447,7 +454,13 @@ module BridgeRunner
               h2.local_window.consume(flen)
               h2.request_window_update
               s.local_window.consume(flen)
-              call.on_data(buf.byteslice(off + 9, flen)) if flen.positive?
+              if flen.positive?
+                # A slice that reaches the end of the read buffer would
+                # share it (Ruby shares tail substrings): the next read
+                # would then allocate a new 256 KiB buffer, and the old
+                # one would wait for the GC. unpack copies.
+                call.on_data(off + 9 + flen == len ? buf.unpack1('a*', offset: off + 9) : buf.byteslice(off + 9, flen))
+              end
               @fast_frames += 1
               off += 9 + flen
               next
@@ -504,7 +517,12 @@ module BridgeRunner
           out.clear
           true
         else
-          out.replace(out.byteslice(n, out.bytesize - n))
+          # The rest, copied: a tail byteslice would share the buffer and
+          # keep the old one alive until the next GC.
+          rest = out.unpack1('a*', offset: n)
+          out.clear
+          out << rest
+          rest.clear
           false
         end
       rescue IOError, SystemCallError => e
