@@ -213,6 +213,29 @@ func TestUwsgiServesConnectionsConcurrently(t *testing.T) {
 	}
 }
 
+// U24: nginx closing the connection mid-request (its client left) cancels
+// the request once it has run watchDelay, and the app sees the cancel.
+func TestUwsgiDisconnectCancels(t *testing.T) {
+	s := startStack(t, 0)
+	p, _ := golden(t, "get_plain")
+	setVar(p, "PATH_INFO", "/sleep")
+	setVar(p, "QUERY_STRING", "ms=5000")
+	pkt, _ := uwsgi.AppendPacket(nil, p)
+	for i := 0; i < 3; i++ {
+		c := dialUwsgi(t, "unix", s.uwsgiSock)
+		c.Write(pkt)
+		time.Sleep(100 * time.Millisecond)
+		gone := time.Now()
+		c.Close()
+		for strings.Count(s.logs.String(), `"status":499`) <= i {
+			if time.Since(gone) > 2*time.Second {
+				t.Fatalf("request %d not cancelled 2 s after nginx closed its connection:\n%s", i, s.logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // U2 U17: malformed packets get 400, unknown modifier1 gets 500, and the app
 // is not called.
 func TestUwsgiBadPackets(t *testing.T) {
