@@ -76,9 +76,11 @@ var Languages = map[string]Language{
 		Name:       "ruby",
 		EnvVar:     "BRIDGE_RUBY",
 		Candidates: []string{"ruby", "/usr/bin/ruby"},
-		Probe:      []string{"-e", "require 'grpc'; require 'google/protobuf'; require 'rack'"},
-		Install:    "apt-get install ruby-grpc ruby-google-protobuf ruby-rack (Debian/Ubuntu)",
-		Shim:       ruby.Shim,
+		// The default (native) transport needs protocol-http2, not
+		// ruby-grpc, which only BRIDGE_RB_SERVER=grpc loads.
+		Probe:   []string{"-e", "require 'protocol/http2/server'; require 'google/protobuf'; require 'rack'"},
+		Install: "apt-get install ruby-protocol-http2 ruby-google-protobuf ruby-rack (Debian/Ubuntu)",
+		Shim:    ruby.Shim,
 		Args: func(shimDir, app string) []string {
 			return []string{filepath.Join(shimDir, "bin", "bridge-rack-runner"), "--app", app}
 		},
