@@ -16,7 +16,6 @@ from . import configs as C
 # the "runner says" column (Describe's server field) tells which ran.
 RUNNERS = [
     ("python aio", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "aio"}),
-    ("python sync", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "sync"}),
     ("python native", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "native"}),
     ("perl", "perl:micro.psgi", "perl", {}),
     ("ruby grpc", "ruby:micro.ru", "ruby", {"BRIDGE_RB_SERVER": "grpc"}),

@@ -9,7 +9,7 @@
 // runner's process tree, from /proc) and its own CPU µs per request.
 //
 //	go run ./bench/slotload --runner python:micro:application --chdir bench/apps/python --slots 8
-//	BRIDGE_PY_SERVER=sync go run ./bench/slotload --runner python:micro:application --chdir bench/apps/python
+//	BRIDGE_PY_SERVER=aio go run ./bench/slotload --runner python:micro:application --chdir bench/apps/python
 //
 // The environment passes through to the runner (BRIDGE_PY_SERVER,
 // BRIDGE_PY_INLINE, BRIDGE_RACK_SPEC…), as it does under bridge.

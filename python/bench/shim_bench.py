@@ -8,7 +8,7 @@ with wrk, and reads the CPU time of the shim process and of bridge from
 request for each case, and the same as JSON lines with --json.
 
     flock /tmp/bridge-bench.lock /usr/bin/python3 python/bench/shim_bench.py \
-        [--bridge bin/bridge] [--modes sync,aio] [--cases hello-t1,hello-t4,big-t1,echo-t1] \
+        [--bridge bin/bridge] [--modes native,aio] [--cases hello-t1,hello-t4,big-t1,echo-t1] \
         [--duration 10] [--passes 1]
 
 --modes sets BRIDGE_PY_SERVER for the shim; "aio-thread" is aio with
@@ -189,7 +189,7 @@ def run_case(bridge, mode, name, duration, tmp):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bridge", default=os.path.join(ROOT, "bin", "bridge"))
-    p.add_argument("--modes", default="sync,aio", help="BRIDGE_PY_SERVER values ('' = unset)")
+    p.add_argument("--modes", default="native,aio", help="BRIDGE_PY_SERVER values ('' = unset)")
     p.add_argument("--cases", default="hello-t1,hello-t4,big-t1,echo-t1",
                    help="comma-separated, of: " + ",".join(CASES))
     p.add_argument("--duration", type=int, default=10)

@@ -1,4 +1,4 @@
-"""The grpc.aio server: the services of server.py on an asyncio event loop.
+"""The grpc.aio server: the runner's gRPC services on an asyncio event loop.
 
 One thread, "bridge-loop", runs the loop and does all the gRPC work: it
 reads the request frames and writes the response frames of every Slot. The
@@ -14,7 +14,7 @@ app runs
   (a `_Job`).
 
 The main thread stays free for signals and the shutdown sequence, exactly as
-with the sync server.
+with the native server.
 """
 import asyncio
 import collections
@@ -192,7 +192,8 @@ class AioServer:
         # streams (W33): a replacement Slot opened while a cancelled one is
         # still inside the app waits here.
         self._app_slots = asyncio.Semaphore(self.threads)
-        # No BDP probing, as in server.py.
+        # No BDP probing: its PINGs cost both processes a wake-up per response
+        # on a local socket; Go sets fixed flow-control windows instead.
         server = aio.server(options=[("grpc.http2.bdp_probe", 0)])
         server.add_generic_rpc_handlers(self._handlers())
         return server

@@ -143,8 +143,8 @@ class Gateway:
                         req.close()
                     self._leave(req.rid)
                     if req.retiring:
-                        # The end frame (with retire) is sent: the sync
-                        # server resumes this generator only after that.
+                        # The end frame (with retire) is sent: the slot's
+                        # thread resumes this generator only after that.
                         self.retired(req.rid)
                 if req.retiring:
                     return  # no further request on this stream

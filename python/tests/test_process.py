@@ -132,7 +132,7 @@ class Slot:
         self.q.put(None)
 
 
-@pytest.fixture(params=["native", "sync", "aio"])
+@pytest.fixture(params=["native", "aio"])
 def server(request):
     """Every process test runs against both gRPC servers (BRIDGE_PY_SERVER)."""
     return request.param
@@ -164,7 +164,6 @@ def test_handshake_describe_and_services(shim, server):
         "python", "wsgi/1.0", "fixture_app:application", 3, 3, s.proc.pid)
     assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
     assert d.server == {"native": "bridge-wsgi/0.1 h2/%s" % h2.__version__,
-                        "sync": "bridge-wsgi/0.1 grpcio/%s" % grpc.__version__,
                         "aio": "bridge-wsgi/0.1 grpcio/%s aio" % grpc.__version__,
                         }[server]
     health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
@@ -421,8 +420,8 @@ def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
 @pytest.mark.parametrize("threads,want", [("1", "native"), ("3", "native")])
 def test_default_server_depends_on_threads(shim, server, threads, want):
     """Without BRIDGE_PY_SERVER: the native server whatever the threads (README,
-    "gRPC servers"); a value other than native, aio or sync is refused."""
-    if server != "sync":
+    "gRPC servers"); a value other than native or aio is refused."""
+    if server != "native":
         pytest.skip("one run is enough")
     s = shim(env={"BRIDGE_PY_SERVER": "", "BRIDGE_THREADS": threads})
     s.handshake()
@@ -553,7 +552,7 @@ def test_pipelined_slots_wait_their_turn(shim, server, threads):
     Every request is served, and the app never runs more than `threads` at
     once (W33); a request cancelled while it waits never reaches the app."""
     if server == "aio" and threads > 1:
-        pytest.skip("aio with several threads runs the app in threads: same gate as sync")
+        pytest.skip("aio with several threads runs the app in threads: same gate as native")
     s = shim(env={"BRIDGE_THREADS": str(threads), "BRIDGE_SLOTS": "5"})
     s.handshake()
     assert (s.describe().threads, s.describe().slots) == (threads, 5)
