@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"bridge/bridge/cli"
 	"bridge/bridge/supervise"
 	bridgev1 "bridge/proto/bridge/v1"
 	"bridge/runners"
@@ -138,29 +138,7 @@ func command(ctx context.Context, o options) (supervise.Command, error) {
 	if err != nil {
 		return supervise.Command{}, err
 	}
-	dir, err := filepath.Abs(o.chdir)
-	if err != nil {
-		return supervise.Command{}, err
-	}
-	env := []string{"BRIDGE_LOG_LEVEL=" + o.logLevel}
-	if spec.Language == "exec" {
-		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir, Env: env}, nil
-	}
-	lang := runners.Languages[spec.Language]
-	interp, err := runners.FindInterpreter(ctx, lang, o.interpreter)
-	if err != nil {
-		return supervise.Command{}, err
-	}
-	shimDir, err := runners.ExtractShim(lang.Shim, runners.ShimCacheDir())
-	if err != nil {
-		return supervise.Command{}, err
-	}
-	path := shimDir
-	if old := os.Getenv(lang.PathEnv); old != "" {
-		path += string(os.PathListSeparator) + old
-	}
-	return supervise.Command{Path: interp, Args: lang.Args(shimDir, spec.App), Dir: dir,
-		Env: append(env, lang.PathEnv+"="+path)}, nil
+	return cli.RunnerCommand(ctx, spec, o.chdir, o.interpreter, o.logLevel)
 }
 
 func run(ctx context.Context, o options) (*Result, error) {

@@ -110,25 +110,33 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 	if err != nil {
 		return supervise.Command{}, usageError(err.Error())
 	}
-	dir := o.chdir
+	return RunnerCommand(ctx, spec, o.chdir, o.interpreter, o.logLevel)
+}
+
+// RunnerCommand is the command that starts one runner for spec in dir
+// (empty: the working directory), as bridge serve starts it; interpreter
+// is --interpreter (empty: found as bridge finds it). bench/slotload
+// starts its runner with it too.
+func RunnerCommand(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string) (supervise.Command, error) {
+	given := dir
 	if dir == "" {
 		dir, _ = os.Getwd()
 	}
-	dir, err = filepath.Abs(dir)
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return supervise.Command{}, err
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return supervise.Command{}, fmt.Errorf("--chdir %s: not a directory", o.chdir)
+		return supervise.Command{}, fmt.Errorf("--chdir %s: not a directory", given)
 	}
 	// The shims read their log threshold from the environment: --log-level
 	// (flag, env or config) is what they get.
-	env := []string{"BRIDGE_LOG_LEVEL=" + o.logLevel}
+	env := []string{"BRIDGE_LOG_LEVEL=" + logLevel}
 	if spec.Language == "exec" {
 		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir, Env: env}, nil
 	}
 	lang := runners.Languages[spec.Language]
-	interp, err := runners.FindInterpreter(ctx, lang, o.interpreter)
+	interp, err := runners.FindInterpreter(ctx, lang, interpreter)
 	if err != nil {
 		return supervise.Command{}, err
 	}

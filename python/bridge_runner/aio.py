@@ -127,13 +127,7 @@ class _Job:
                      request_id=req.rid)
         finally:
             gen.close()
-            if not done:
-                # G4: a client that went away is not an app error.
-                logs.log("info", "request cancelled", request_id=req.rid)
-            if not (done and req.keep_open):
-                req.close()
-            logs.end_request()
-            req.gw.end(req.rid)
+            req.finish(done)
             self.loop.call_soon_threadsafe(self._finish, last, done)
 
     # -- the loop's side -----------------------------------------------------
@@ -359,12 +353,7 @@ class AioServer:
         finally:
             slot.cancelled = not done
             gen.close()
-            if not done:
-                logs.log("info", "request cancelled", request_id=req.rid)
-            if not (done and req.keep_open):
-                req.close()
-            logs.end_request()
-            self.gateway.end(req.rid)
+            req.finish(done)
             self._app_slots.release()
         return done
 

@@ -331,13 +331,7 @@ class NativeServer:
             call.busy = False
             call.cancelled = call.cancelled or not done
             gen.close()
-            if not done:
-                # G4: a client that went away is not an app error.
-                logs.log("info", "request cancelled", request_id=req.rid)
-            if not (done and req.keep_open):
-                req.close()
-            logs.end_request()
-            gw.end(req.rid)
+            req.finish(done)
         if not done:
             call.conn.reset(call)
             return

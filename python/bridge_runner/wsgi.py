@@ -328,6 +328,18 @@ class Request:
             if not self.keep_open:
                 self.close()
 
+    def finish(self, done):
+        """The request leaves the app: `done` if its response went out,
+        else it was cancelled. What a server does after run() (a request
+        answered with a file stays open, see Gateway.serve)."""
+        if not done:
+            # G4: a client that went away is not an app error.
+            logs.log("info", "request cancelled", request_id=self.rid)
+        if not (done and self.keep_open):
+            self.close()
+        logs.end_request()
+        self.gw.end(self.rid)
+
     def close(self):
         """Close the app's result, exactly once on every path (W26, G5)."""
         if self.closed:
