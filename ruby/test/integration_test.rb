@@ -2,10 +2,10 @@
 require 'helper'
 require 'tmpdir'
 require 'timeout'
-require 'bridge_runner/server'
+require 'grpc'
 
-# A client for the runner's services with protobuf frames both ways (the
-# runner's own service declares Wire's raw Slot frames).
+# ruby-grpc as the client of the runner's services (the runner itself serves
+# them on its native transport), with protobuf frames both ways.
 class TestRunnerService
   include GRPC::GenericService
   self.marshal_class_method = :encode
@@ -208,14 +208,14 @@ class IntegrationTest < Minitest::Test
     assert stop&.success?
     @err_thread.join(5)
     dumps = @err.lines.map { |l| JSON.parse(l) }.select { |r| r['message'] == 'stack dump (SIGUSR1)' }
-    assert_operator dumps.size, :>=, 3, 'main, the app thread, the gRPC threads'
+    assert_operator dumps.size, :>=, 3, 'main, the app thread, the log and watch threads'
     app = dumps.select { |r| r['request_id'] == 'rid-usr1' }
     assert_equal 1, app.size, 'the thread in the app carries its request id'
     assert_match(/stream\.ru:\d+:in `sleep'/, app[0]['traceback'])
     assert(dumps.any? { |r| r['traceback'].include?('main.rb') }, 'the main thread')
   end
 
-  def test_gate_one_thread_four_slots_serves_one_request_at_a_time
+  def test_one_thread_four_slots_serves_one_request_at_a_time
     line = start('turns.ru', threads: 1, slots: 4)
     stub = stub_for(line)
     t0 = Time.now
@@ -233,14 +233,14 @@ class IntegrationTest < Minitest::Test
     assert_equal 4, @err.scan(/app got rid-\d/).size
   end
 
-  def test_gate_request_cancelled_while_it_waits_never_reaches_the_app
+  def test_request_cancelled_while_it_waits_never_reaches_the_app
     stub = stub_for(start('turns.ru', threads: 1, slots: 2))
     assert_equal [1, 2], stub.describe(Bridge::V1::DescribeRequest.new).then { |d| [d.threads, d.slots] }
     describe = -> { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a }
     _op, a = nap(stub, 1, 'rid-a')
     wait_until('rid-a to be in the app') { describe.call == ['rid-a'] }
     op, b = nap(stub, 0, 'rid-b')
-    sleep 0.2 # rid-b waits at the gate for the one thread
+    sleep 0.2 # rid-b waits in its stream's inbox for the one thread
     assert_equal ['rid-a'], describe.call, 'a waiting request is not in the app'
     op.cancel
     wait_until('rid-b to leave the queue', 2) { @err.include?('request cancelled before it started') }
@@ -257,11 +257,12 @@ class IntegrationTest < Minitest::Test
     assert_equal 'rid-b', rec['request_id']
   end
 
-  def test_G25_sigterm_finishes_a_request_waiting_at_the_gate
+  def test_G25_sigterm_finishes_a_request_waiting_for_a_thread
     stub = stub_for(start('turns.ru', threads: 1, slots: 2))
     _op, a = nap(stub, 0.3, 'rid-a')
     wait_until('rid-a to be in the app') { stub.describe(Bridge::V1::DescribeRequest.new).running.to_a == ['rid-a'] }
-    # Longer than RpcServer#stop waits for calls (poll_period, 1 s).
+    # Arrives before SIGTERM, waits for the one thread, and takes longer
+    # than rid-a: the drain serves it whole.
     _op, b = nap(stub, 1.5, 'rid-b')
     sleep 0.1
     st = stop
@@ -271,7 +272,7 @@ class IntegrationTest < Minitest::Test
 
   def test_bridge_retire_ends_with_retire_and_exits_0
     # env['bridge.retire'] (CONTRACT "Slots", retire): the end frame carries
-    # retire; a request waiting at the gate behind it still completes; then
+    # retire; a request waiting for the thread behind it still completes; then
     # the process exits 0 by itself.
     stub = stub_for(start('retire.ru', threads: 1, slots: 2))
     before = stub.slot([Bridge::V1::RequestFrame.new(head: head(request_id: 'rid-0'), end: true)]).to_a
@@ -310,14 +311,17 @@ class IntegrationTest < Minitest::Test
     'BRIDGE_GRACE not a Go duration' => [{ 'BRIDGE_GRACE' => '30' },
                                          'BRIDGE_GRACE=30 is not a duration such as 30s, 1m30s or 500ms'],
     'a negative BRIDGE_GRACE' => [{ 'BRIDGE_GRACE' => '-1s' },
-                                  'BRIDGE_GRACE=-1s is not a duration such as 30s, 1m30s or 500ms']
+                                  'BRIDGE_GRACE=-1s is not a duration such as 30s, 1m30s or 500ms'],
+    # ruby-grpc's server is gone: asking for it is refused, not ignored.
+    'BRIDGE_RB_SERVER=grpc' => [{ 'BRIDGE_RB_SERVER' => 'grpc' },
+                                "BRIDGE_RB_SERVER=grpc: want native (ruby-grpc's server was removed)"]
   }.freeze
 
   def test_refuses_an_environment_bridge_did_not_make
     Dir.mktmpdir('rack-runner') do |dir|
       NOT_BRIDGE.each do |name, (env, message)|
         full = { 'BRIDGE_PLUGIN' => 'runner-v1', 'PLUGIN_PROTOCOL_VERSIONS' => '1', 'PLUGIN_UNIX_SOCKET_DIR' => dir,
-                 'BRIDGE_GRACE' => nil }.merge(env)
+                 'BRIDGE_GRACE' => nil, 'BRIDGE_RB_SERVER' => nil }.merge(env)
         out, err, st = Open3.capture3(full, RbConfig.ruby, File.join(ROOT, 'bin/bridge-rack-runner'), '--app', 'hello.ru',
                                       chdir: File.join(ROOT, 'test/apps'))
         assert_equal 1, st.exitstatus, name
@@ -329,8 +333,10 @@ class IntegrationTest < Minitest::Test
   end
 
   def test_protocol_versions_with_1_and_bridge_grace_as_a_go_duration_are_accepted
-    line = start('hello.ru', extra: { 'PLUGIN_PROTOCOL_VERSIONS' => '3,1', 'BRIDGE_GRACE' => '1m30s' })
+    line = start('hello.ru', extra: { 'PLUGIN_PROTOCOL_VERSIONS' => '3,1', 'BRIDGE_GRACE' => '1m30s',
+                                      'BRIDGE_RB_SERVER' => 'native' })
     assert_match(/\A1\|1\|unix\|/, line)
+    assert_match(%r{\Abridge-rack/\S+ protocol-http2/}, stub_for(line).describe(Bridge::V1::DescribeRequest.new).server)
   end
 
   def test_bridge_grace_bounds_the_wait_for_in_flight_requests

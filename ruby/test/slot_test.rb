@@ -184,7 +184,7 @@ class SlotTest < Minitest::Test
     frames = wire(%w[a b].map { |rid| V1::RequestFrame.new(head: head(request_id: rid), end: true) })
     slot.run(frames.each) { |_f| nil }
     assert_equal [[1, 'a'], [:app, 'a'], [-1, 'a'], [1, 'b'], [:app, 'b'], [-1, 'b']], calls
-    # A cancelled call: gRPC's write loop breaks out of the reply enumerator.
+    # A cancelled stream: the writer breaks out of the Slot.
     calls.clear
     slot.run(frames.each) { |_f| break }
     assert_equal [[1, 'a'], [:app, 'a'], [-1, 'a']], calls
@@ -430,7 +430,7 @@ class SlotTest < Minitest::Test
     assert_equal ["l1\n", ["l2\n", 'l3'], 'l1', "\nl2\nl3", '', nil], got
   end
 
-  # G4/R14: the response writer going away (gRPC cancel) closes the body once
+  # G4/R14: the response writer going away (a cancel) closes the body once
   # and runs rack.response_finished with an error.
   def test_G4_R14_cancel_mid_body_closes_once_and_reports_error
     b = ClosingBody.new(%w[a b c])
@@ -462,8 +462,9 @@ class SlotTest < Minitest::Test
   end
 end
 
-# With DirectStream (a reqs that can flush), a response's last frame may wait
-# for the next read; it is sent before the app's after-response work.
+# With a reqs that can flush (the native transport's SlotStream), a
+# response's last frame may wait in the output buffer; it is sent before the
+# app's after-response work.
 class SlotFlushTest < Minitest::Test
   include SlotHelpers
 

@@ -8,9 +8,6 @@ module BridgeRunner
   VERSION = '0.1'
 
   module Main
-    # The transport when BRIDGE_RB_SERVER is unset: native or grpc.
-    DEFAULT_SERVER = 'native'
-
     module_function
 
     # Why the environment is not one bridge starts a runner in, or nil. The
@@ -64,10 +61,18 @@ module BridgeRunner
         Log.error(e.message)
         exit 1
       end
+      # BRIDGE_RB_SERVER chose the gRPC server while ruby-grpc's RpcServer
+      # was the other one; it won no measured case and is gone (README,
+      # "Per-request cost"). Only the native transport is left.
+      unless (choice = ENV['BRIDGE_RB_SERVER'].to_s).empty? || choice == 'native'
+        Log.error("BRIDGE_RB_SERVER=#{choice}: want native (ruby-grpc's server was removed)")
+        exit 1
+      end
       threads = opts[:threads] || Integer(ENV['BRIDGE_THREADS'] || '1', exception: false) || 1
       threads = 1 if threads < 1
       # Slot streams bridge may keep open (--pipeline): the ones past the
-      # threads hold requests that wait at the gate for an app thread.
+      # threads hold requests that wait in their stream's inbox for an app
+      # thread.
       slots = opts[:slots] || Integer(ENV['BRIDGE_SLOTS'] || '', exception: false) || threads
       slots = threads if slots < threads
       workers = Integer(ENV['BRIDGE_WORKERS'] || '1', exception: false) || 1
@@ -89,24 +94,8 @@ module BridgeRunner
       # As Puma/Unicorn behind a proxy in production: no development error
       # pages (Sinatra's show_exceptions would put tracebacks in bodies, G2).
       ENV['RACK_ENV'] ||= 'production'
-      # gRPC's poll engine, not epoll1: with epoll1 every thread that waits
-      # on a completion queue (the slot threads, RpcServer's request_call
-      # loop, ruby-grpc's channel-polling thread) takes turns reading the
-      # socket and then wakes the slot thread; with poll the channel-polling
-      # thread stays out of it. Hello, 1 slot: 5.5 -> 3.4 context switches
-      # and ~175 -> ~150 us of runner CPU per request. Read when gRPC starts
-      # (first Server.new, or the app's first gRPC object); unset again once
-      # the server exists, so that the app's children do not inherit it.
-      # BRIDGE_RB_SERVER: the gRPC transport. native (default): h2.rb on
-      # protocol-http2, single-threaded; grpc: ruby-grpc's RpcServer.
-      choice = ENV['BRIDGE_RB_SERVER'].to_s
-      choice = DEFAULT_SERVER if choice.empty?
-      Log.warning("BRIDGE_RB_SERVER=#{choice} is neither native nor grpc: using native") unless %w[native grpc].include?(choice)
-      native = choice != 'grpc'
-      poll_env = !native && !ENV.key?('GRPC_POLL_STRATEGY')
-      ENV['GRPC_POLL_STRATEGY'] = 'poll' if poll_env
       require 'rack'
-      require(native ? 'bridge_runner/native' : 'bridge_runner/server')
+      require 'bridge_runner/native'
       rack3 = BridgeRunner.rack3?
       begin
         app = Rack::Builder.parse_file(opts[:app])
@@ -116,25 +105,19 @@ module BridgeRunner
         exit! 1
       end
 
-      active = 0
       # Ids of the requests in the app, cancelled ones too until the app
       # returns: Describe's `running`, which bridge polls after a cancel.
       running = []
       lock = Mutex.new
-      idle = ConditionVariable.new
       tracker = lambda do |d, rid|
         lock.synchronize do
-          active += d
           if d.positive?
             running << rid
           elsif (i = running.index(rid))
             running.delete_at(i) # one entry: Array#delete would drop every equal id
           end
-          idle.broadcast if active.zero?
         end
       end
-      sig_r, sig_w = IO.pipe
-      stop = -> { sig_w.write_nonblock('x') rescue nil }
       describe = {
         language: 'ruby', language_version: RUBY_VERSION,
         interface: if rack3 && Rack::RELEASE.start_with?('2')
@@ -144,60 +127,11 @@ module BridgeRunner
                    end,
         # slots: bridge pipelines requests onto this runner only up to it.
         app: opts[:app], threads: threads, slots: slots, pid: Process.pid,
-        server: "bridge-rack/#{VERSION} #{native ? "protocol-http2/#{Protocol::HTTP2::VERSION}" : "grpc/#{GRPC::VERSION}"} " \
-                "rack/#{Rack::RELEASE}"
+        server: "bridge-rack/#{VERSION} protocol-http2/#{Protocol::HTTP2::VERSION} rack/#{Rack::RELEASE}"
       }
-      if native
-        return run_native(opts, describe, threads: threads, slots: slots, workers: workers, rack3: rack3, app: app,
-                                          grace: grace, tracker: tracker, running: -> { lock.synchronize { running.dup } },
-                                          sock_dir: sock_dir, handshake: handshake)
-      end
-      # No gate when every stream has a thread: nothing to wait for.
-      gate = Gate.new(threads) if slots > threads
-      factory = lambda do
-        Slot.new(app, threads: threads, workers: workers, rack3: rack3, lint: opts[:lint], tracker: tracker, gate: gate,
-                      on_retire: stop) # bridge.retire: shut down as on SIGTERM
-      end
-      # No BDP pings: bridge fixes its windows (4 MiB stream, 16 MiB
-      # connection) and a unix socket has no bandwidth-delay product to find.
-      # A pool thread per stream, waiting ones included (RpcServer refuses a
-      # call it has no thread for), and 4 for Describe, Health, Shutdown and
-      # a replacement stream opened while a cancelled one winds down.
-      server = GRPC::RpcServer.new(pool_size: slots + 4, max_waiting_requests: 1000, poll_period: 1,
-                                   server_args: { 'grpc.http2.bdp_probe' => 0 })
-      ENV.delete('GRPC_POLL_STRATEGY') if poll_env
-      path = File.join(sock_dir, "rack-#{Process.pid}.sock")
-      server.add_http2_port("unix:#{path}", :this_port_is_insecure)
-      server.handle(Runner.new(factory, describe, -> { lock.synchronize { running.dup } }))
-      server.handle(Health.new)
-      server.handle(Controller.new(stop))
-      server.handle(Stdio.new)
-      th = Thread.new { server.run }
-      server.wait_till_running(10)
-      trap('TERM') { stop.call }
-      trap('INT') { stop.call }
-      # Log takes a Mutex, which trap context forbids: a thread writes.
-      trap('USR1') { Thread.new { log_stacks } }
-      Log.info("serving #{opts[:app]} (#{describe[:interface]}) with #{threads} thread(s), #{slots} slot(s) on #{path}",
-               threads: threads, slots: slots)
-      handshake.write("1|1|unix|#{path}|grpc\n")
-      handshake.close
-
-      sig_r.read(1)
-      Log.info('shutting down: finishing in-flight requests')
-      deadline = Time.now + grace
-      lock.synchronize do
-        # Requests waiting at the gate are in flight too; they do not
-        # signal idle, so look again every 50 ms while there are some.
-        while (active.positive? || gate&.busy?) && (left = deadline - Time.now).positive?
-          idle.wait(lock, gate ? [left, 0.05].min : left)
-        end
-      end
-      Thread.new { sleep 5; exit!(0) }
-      server.stop rescue nil
-      th.join(5)
-      Log.info('stopped')
-      exit!(0)
+      run_native(opts, describe, threads: threads, slots: slots, workers: workers, rack3: rack3, app: app,
+                 grace: grace, tracker: tracker, running: -> { lock.synchronize { running.dup } },
+                 sock_dir: sock_dir, handshake: handshake)
     end
 
     # The native transport (h2.rb, native.rb): serves until stopped, then

@@ -7,7 +7,6 @@ require 'rack'
 require 'bridge_runner/log'
 require 'bridge_runner/input'
 require 'bridge_runner/wire'
-require 'bridge_runner/gate'
 
 module BridgeRunner
   # Raised by a transport to an app thread that reads from or writes to a
@@ -45,11 +44,10 @@ module BridgeRunner
 
     attr_reader :app
 
-    # opts: :threads, :workers, :rack3, :lint; gate: a Gate shared by the
-    # runner's Slots when it has more of them than threads (nil: none);
+    # opts: :threads, :workers, :rack3, :lint; tracker: called with 1 and
+    # the request id as a request enters the app, -1 as it leaves;
     # on_retire: called once an app's env['bridge.retire'] response is out.
-    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil, gate: nil,
-                   on_retire: nil)
+    def initialize(app, threads: 1, workers: 1, rack3: BridgeRunner.rack3?, lint: false, tracker: nil, on_retire: nil)
       @app = lint ? Rack::Lint.new(app) : app
       @on_retire = on_retire
       @retiring = false
@@ -57,8 +55,6 @@ module BridgeRunner
       @workers = workers
       @rack3 = rack3
       @tracker = tracker
-      @gate = gate
-      @turn = gate && Gate::Turn.new
       @lower = {}
       # The env keys that are the same for every request of this slot; each
       # request's env starts as a copy of it.
@@ -81,18 +77,13 @@ module BridgeRunner
       @base.freeze
     end
 
-    # reqs: something with #next (raises StopIteration at end of stream)
-    # giving Wire::Requests. Yields encoded ResponseFrames (Wire::Bytes),
-    # and true with a response's last frame (the one with end). Returns when
-    # the stream ends.
-    # A reqs that responds to flush (DirectStream) may hold a response's
-    # last frame until the next read; flush sends it now.
+    # Serves a whole stream, request after request (the tests and
+    # bench/hotpath.rb drive a Slot this way). reqs: something with #next
+    # (raises StopIteration at end of stream) giving Wire::Requests. Yields
+    # encoded ResponseFrames (Wire::Bytes), and true with a response's last
+    # frame (the one with end). Returns when the stream ends or the app
+    # asked to retire.
     def run(reqs, &out)
-      @flusher = reqs.respond_to?(:flush) ? reqs : nil
-      catch(:stream_ended) { run_loop(reqs, &out) }
-    end
-
-    def run_loop(reqs, &out)
       loop do
         frame = begin
           reqs.next
@@ -100,33 +91,15 @@ module BridgeRunner
           return
         end
         next unless frame.head # stray body/end frames of a finished request
-        rid = frame.head.request_id
-        if @gate && !@gate.enter(@turn) { watch(reqs) }
-          # Nothing can be sent on a cancelled stream: it just ends.
-          Log.info('request cancelled before it started', request_id: rid)
-          return
-        end
-        @tracker&.call(1, rid)
-        begin
-          serve_one(frame, reqs, &out)
-          flush_quietly if @retiring # the end frame leaves before the shutdown
-        ensure
-          # A cancelled call gets here too, once the app has returned: gRPC
-          # stops taking frames and the enumerator unwinds through here.
-          @tracker&.call(-1, rid)
-          # After body.close and rack.response_finished: they are app work.
-          @gate&.leave
-          retired(rid) if @retiring
-        end
-        return if @retiring # no further request on this stream
+        return unless handle(frame, reqs, &out)
       end
     end
 
-    # One request, for a transport that picks the stream itself (the native
-    # one, h2.rb): frame is its first RequestFrame (with a head), reqs
-    # gives the following ones. Returns false if the app asked to retire
-    # (nothing more on this stream). Raises what the transport raises for
-    # a stream that went away.
+    # One request: frame is its first RequestFrame (with a head), reqs
+    # gives the following ones. A reqs that responds to flush (the native
+    # transport's SlotStream) may hold a response's last frame; flush sends
+    # it now. Returns false if the app asked to retire (nothing more on this
+    # stream). Raises what the transport raises for a stream that went away.
     def handle(frame, reqs, &out)
       @flusher = reqs.respond_to?(:flush) ? reqs : nil
       rid = frame.head.request_id
@@ -144,20 +117,12 @@ module BridgeRunner
     def flush_quietly
       @flusher&.flush
     rescue StandardError
-      nil # the call went away: nothing more can be sent
+      nil # the stream went away: nothing more can be sent
     end
 
     def retired(rid)
       Log.info('bridge.retire: the worker exits after this request', request_id: rid)
       @on_retire&.call
-    end
-
-    # A request waiting at the gate reads nothing from its stream, so a
-    # cancel would go unseen until the app had run for nothing. DirectStream
-    # can watch its call; with ruby-grpc's own reader (the fallback) the
-    # cancel shows when the response is written, as before.
-    def watch(reqs)
-      reqs.watch { @gate.cancel(@turn) } if reqs.respond_to?(:watch)
     end
 
     def serve_one(first, reqs, &out)
@@ -268,7 +233,7 @@ module BridgeRunner
         completed = true
       ensure
         unless completed || finished_error
-          # The gRPC call went away mid-response (client gone, G4).
+          # The stream went away mid-response (client gone, G4).
           Log.info('request cancelled (client gone)')
           finished_error = IOError.new('client disconnected')
         end
@@ -286,7 +251,7 @@ module BridgeRunner
     end
 
     # Sends a held last frame if the app has work to do after the response.
-    # Returns the error if the call went away meanwhile.
+    # Returns the error if the stream went away meanwhile.
     def flush_before_close(env)
       return nil unless @flusher
       fin = env['rack.response_finished']
@@ -298,11 +263,7 @@ module BridgeRunner
       e
     end
 
-    def cancelled?(e)
-      e.is_a?(StreamGone) ||
-        defined?(GRPC::Core::CallError) && e.is_a?(GRPC::Core::CallError) ||
-        defined?(GRPC::BadStatus) && e.is_a?(GRPC::BadStatus)
-    end
+    def cancelled?(e) = e.is_a?(StreamGone)
 
     def run_finished(env, status, headers, error)
       list = env['rack.response_finished']

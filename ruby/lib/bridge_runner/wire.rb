@@ -39,17 +39,14 @@ module BridgeRunner
         @end = fin
       end
 
-      # gRPC's unmarshal hook (rpc :Slot, stream(Wire::Request), ...).
+      # Wire.decode_request under a message class's name (bench/hotpath.rb).
       def self.decode(bytes) = Wire.decode_request(bytes)
-
-      # gRPC wants both hooks on a message class; the runner never sends one.
-      def self.encode(_req) = raise(NotImplementedError, 'the runner does not send RequestFrames')
     end
 
-    # An encoded ResponseFrame. gRPC marshals with o.class.encode(o).
+    # An encoded ResponseFrame. encode is the identity (bench/hotpath.rb
+    # marshals a frame as o.class.encode(o)).
     class Bytes < String
       def self.encode(s) = s
-      def self.decode(s) = s
     end
 
     module_function
