@@ -147,7 +147,7 @@ bench-quick: deps bench-deps build ## the same, fewer configs and 2 s runs (unde
 bench-scaling: deps bench-deps build ## req/s of bridge and uWSGI for 1, 2, 4 workers x concurrency 1..256
 	$(PYTHON) bench/bench.py --scaling $(BENCH_ARGS)
 
-bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python aio/native, perl, ruby grpc/native at 1 and 8 slots
+bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python aio/native, perl, ruby native at 1 and 8 slots
 	$(GO) build -o $(BIN)/slotload ./bench/slotload
 	$(PYTHON) bench/bench.py --transport $(BENCH_ARGS)
 

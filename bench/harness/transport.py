@@ -11,15 +11,14 @@ import subprocess
 from . import configs as C
 
 # (label, --runner, language, extra environment): python once per server
-# of the shim (python/README.md, BRIDGE_PY_SERVER), ruby per transport
-# (BRIDGE_RB_SERVER). A shim that does not know the value runs its default;
-# the "runner says" column (Describe's server field) tells which ran.
+# of the shim (python/README.md, BRIDGE_PY_SERVER); ruby has one transport
+# (ruby-grpc's server was removed: it won no case, ruby/README.md). The
+# "runner says" column (Describe's server field) tells which ran.
 RUNNERS = [
     ("python aio", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "aio"}),
     ("python native", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "native"}),
     ("perl", "perl:micro.psgi", "perl", {}),
-    ("ruby grpc", "ruby:micro.ru", "ruby", {"BRIDGE_RB_SERVER": "grpc"}),
-    ("ruby native", "ruby:micro.ru", "ruby", {"BRIDGE_RB_SERVER": "native"}),
+    ("ruby native", "ruby:micro.ru", "ruby", {}),
 ]
 SLOTS = [1, 8]
 INTERP = {"python": C.PY, "perl": "/usr/bin/perl", "ruby": "/usr/bin/ruby"}
