@@ -16,9 +16,11 @@ With one app thread (bridge's default) the app runs on the loop thread
 itself: a request is read, run and answered with no thread hand-off, and
 while the app runs, the loop turns only when the app reads its body or
 writes its response (that is also when Describe is answered). With
-`threads` > 1 the loop thread only does I/O: each Slot stream has a thread
-that runs Gateway.serve, takes its frames from the loop and writes its
-response itself, under the connection's lock.
+`threads` > 1 the loop thread only does I/O and `threads` app threads
+serve the requests, in arrival order: each takes a Slot stream with a
+request waiting, runs it, writes the response itself (under the connection's
+lock) and takes the next. Slots past the threads (bridge's --pipeline) only
+wait in the queue, as with one thread.
 """
 import collections
 import os
@@ -98,8 +100,14 @@ class NativeServer:
         self._stopping = False
         self._thread = None
         self.path = None
-        # Inline: Slot streams with a frame to serve, in arrival order.
+        # Slot streams with a frame to serve, in arrival order: for the
+        # loop itself (one thread) or for the app threads.
         self._ready = collections.deque()
+        self._work = None if self.inline else queue.SimpleQueue()
+        self._workers = []
+        # Guards the Slot streams' queues and flags between the loop and
+        # the app threads; never held while taking a connection's lock.
+        self._mu = threading.Lock()
 
     # -- life cycle (the main thread) ------------------------------------------
 
@@ -121,12 +129,19 @@ class NativeServer:
     def start(self):
         self._thread = threading.Thread(target=self._run, name="bridge-loop", daemon=True)
         self._thread.start()
+        if not self.inline:
+            for i in range(self.threads):
+                t = threading.Thread(target=self._worker, name="bridge-app-%d" % (i + 1), daemon=True)
+                t.start()
+                self._workers.append(t)
 
     def stop(self, grace=None):
         """GOAWAY and close every connection; open streams end with them.
         The main thread calls it once the drain is over."""
         self._stopping = True
         os.write(self._wake_w, b"x")
+        for _ in self._workers:
+            self._work.put(None)
         if self._thread is not None:
             self._thread.join(5)  # an app that holds the loop: exit anyway
         if self.path:
@@ -142,7 +157,7 @@ class NativeServer:
             while not self._stopping:
                 self._poll(0 if self._ready else -1)
                 while self._ready and not self._stopping:
-                    self._serve_inline(self._ready.popleft())
+                    self._serve_one(self._ready.popleft())
         except BaseException as exc:
             logs.log("error", "the runner's loop failed: %s: %s" % (type(exc).__name__, exc),
                      traceback="".join(traceback.format_exception(exc)))
@@ -205,11 +220,7 @@ class NativeServer:
                 path = value
                 break
         if path == _SLOT:
-            call = _InlineSlot(conn, sid) if self.inline else _ThreadSlot(conn, sid)
-            conn.calls[sid] = call
-            if not self.inline:
-                threading.Thread(target=self._serve_thread, args=(call,),
-                                 name="bridge-slot-%d" % sid, daemon=True).start()
+            conn.calls[sid] = _Slot(conn, sid)
         elif path in _UNARY:
             conn.calls[sid] = _Unary(conn, sid, path)
         else:
@@ -240,75 +251,120 @@ class NativeServer:
         conn.finish(call)  # StreamStdio: output goes to stderr, which bridge reads
 
     def slot_frame(self, call, frame):
-        """Inline: a frame arrived for a Slot stream."""
-        call.queue.append(frame)
-        if not call.counted and frame.HasField("head"):
-            # A request read is in flight as far as a drain is concerned,
-            # from now until it has been answered.
-            call.counted = True
-            self.gateway.queued(1)
-        if not call.busy and not call.scheduled:
+        """A frame arrived for a Slot stream (the loop thread)."""
+        with self._mu:
+            call.queue.append(frame)
+            if not call.counted and frame.HasField("head"):
+                # A request read is in flight as far as a drain is
+                # concerned, from now until it has been answered.
+                call.counted = True
+                self.gateway.queued(1)
+            if call.busy:
+                call.wake.notify()  # an app thread may wait for its body
+                return
+            if call.scheduled:
+                return
             call.scheduled = True
+        self._schedule(call)
+
+    def _schedule(self, call):
+        if self.inline:
             self._ready.append(call)
+        else:
+            self._work.put(call)
 
     def slot_gone(self, call):
         """A Slot stream was reset or its connection closed."""
-        if call.counted:
-            call.counted = False
-            self.gateway.queued(-1)
-        if call.opened is not None and not call.busy:
-            call.opened.close()
-            call.opened = None
+        opened = None
+        with self._mu:
+            if call.counted:
+                call.counted = False
+                self.gateway.queued(-1)
+            if call.busy:
+                call.wake.notify()
+            else:
+                opened, call.opened = call.opened, None
+        if opened is not None:
+            opened.close()
 
     def slot_ended(self, call):
         """Go half-closed a Slot stream: it sends no more requests on it."""
-        if not call.busy and not call.scheduled:
-            self._end_idle(call)
+        with self._mu:
+            if call.busy:
+                call.wake.notify()
+                return
+            if call.scheduled:
+                return
+        self._end_idle(call)
 
     def _end_idle(self, call):
-        if call.opened is not None:
-            call.opened.close()
-            call.opened = None
+        with self._mu:
+            opened, call.opened = call.opened, None
+        if opened is not None:
+            opened.close()
         call.conn.finish(call)
 
-    # -- inline: the app on the loop thread ----------------------------------
+    # -- serving -----------------------------------------------------------------
 
-    def _serve_inline(self, call):
-        """Serve the next request waiting on `call` (one, for fairness)."""
-        call.scheduled = False
-        if call.closed:
-            return
+    def _worker(self):
+        """An app thread (threads > 1): serve requests as they come."""
+        work = self._work
+        while True:
+            call = work.get()
+            if call is None:
+                return
+            try:
+                self._serve_one(call)
+            except BaseException as exc:  # a shim bug: this thread goes on
+                logs.log("error", "internal error: %s: %s" % (type(exc).__name__, exc),
+                         traceback="".join(traceback.format_exception(exc)))
+
+    def _serve_one(self, call):
+        """Serve the next request waiting on `call` (one, for fairness),
+        on the loop thread (one app thread) or an app thread."""
         gw = self.gateway
         queue = call.queue
         frame = None
-        while queue:
-            f = queue.popleft()
-            call.consumed()
-            if call.opened is not None:
-                # Go is done with the file of the last response (see
-                # wsgi.Gateway.serve): the app may delete it now.
-                call.opened.close()
-                call.opened = None
-            if f.HasField("head"):
-                if not call.skipping:
-                    frame = f
-                    break
-                call.skipping = False
-            if call.skipping:
-                call.skipping = not f.end  # the rest of an unread body
+        opened = None
+        dropped = False
+        with self._mu:
+            call.scheduled = False
+            if call.closed:
+                return
+            while queue:
+                f = queue.popleft()
+                if call.opened is not None:
+                    # Go is done with the file of the last response (see
+                    # wsgi.Gateway.serve): the app may delete it now.
+                    opened, call.opened = call.opened, None
+                if f.HasField("head"):
+                    if not call.skipping:
+                        frame = f
+                        break
+                    call.skipping = False
+                if call.skipping:
+                    call.skipping = not f.end  # the rest of an unread body
+                else:
+                    dropped = True
+            if frame is None:
+                if call.counted:
+                    call.counted = False
+                    gw.queued(-1)
+                ended = call.eof
             else:
-                logs.log("warn", "request frame without a head between requests: dropped")
+                call.busy = True
+                queued, call.counted = call.counted, False
+        call.consumed()
+        if opened is not None:
+            opened.close()
+        if dropped:
+            logs.log("warn", "request frame without a head between requests: dropped")
         if frame is None:
-            if call.counted:
-                call.counted = False
-                gw.queued(-1)
-            if call.eof:
+            if ended:
                 self._end_idle(call)
             return
         req = Request(gw, call, frame, call.sender)
-        queued, call.counted = call.counted, False
         gw.begin(req.rid, queued)
-        call.busy = True
         done = False
         gen = req.run()
         try:
@@ -324,63 +380,51 @@ class NativeServer:
                      request_id=req.rid, traceback="".join(traceback.format_exception(exc)))
         except BaseException as exc:
             # SystemExit or KeyboardInterrupt from the app must not stop the
-            # loop: only this stream ends, as in an app thread.
+            # loop or the app thread: only this stream ends.
             logs.log("error", "the application raised %s: stream closed"
                      % type(exc).__name__, request_id=req.rid)
         finally:
-            call.busy = False
             call.cancelled = call.cancelled or not done
             gen.close()
             req.finish(done)
+        then = None
+        with self._mu:
+            call.busy = False
+            if done:
+                if req.keep_open:
+                    call.opened = req
+                inp = req.input
+                if inp.stray_head is not None:
+                    queue.appendleft(inp.stray_head)
+                elif not inp.ended:
+                    call.skipping = True  # CONTRACT "Slots": discard up to its `end`
+                if req.retiring:
+                    then = "retire"
+                elif gw.draining and not any(f.HasField("head") for f in queue):
+                    then = "end"
+                elif queue:
+                    call.scheduled = True
+                    then = "again"
+                elif call.eof:
+                    then = "end"
         if not done:
             call.conn.reset(call)
-            return
-        if req.keep_open:
-            call.opened = req
-        inp = req.input
-        if inp.stray_head is not None:
-            queue.appendleft(inp.stray_head)
-        elif not inp.ended:
-            call.skipping = True  # CONTRACT "Slots": discard up to its `end`
-        if req.retiring:
+        elif then == "retire":
             call.conn.finish(call)
-            # Requests Go sent before it saw `retire` are served: take them
-            # in (and count them for the drain) before it starts.
-            self._poll(0)
+            if self.inline:
+                # Requests Go sent before it saw `retire` are served: take
+                # them in (and count them for the drain) before it starts.
+                self._poll(0)
             gw.retired(req.rid)  # its end frame, with retire, is out
-            return
-        if gw.draining and not any(f.HasField("head") for f in queue):
+        elif then == "end":
             self._end_idle(call)
-        elif queue:
-            call.scheduled = True
-            self._ready.append(call)
-        elif call.eof:
-            self._end_idle(call)
+        elif then == "again":
+            self._schedule(call)
 
     def pump(self, call, timeout=-1):
         """Inline: turn the loop while the app waits for `call` (a body
         frame, or send window). Requests on other slots wait their turn."""
         self._poll(timeout)
-
-    # -- threads > 1: a thread per Slot stream ---------------------------------
-
-    def _serve_thread(self, call):
-        conn = call.conn
-        try:
-            for frame in self.gateway.serve(None, call.sender, call):
-                if not conn.send_frame(call, frame):
-                    call.cancelled = True
-        except _Gone:
-            call.cancelled = True
-        except BaseException as exc:
-            logs.log("error", "internal error: %s: %s" % (type(exc).__name__, exc),
-                     traceback="".join(traceback.format_exception(exc)))
-        finally:
-            if call.cancelled:
-                conn.reset(call)
-            else:
-                conn.finish(call)
-
 
 class _Call:
     """One gRPC call (an HTTP/2 stream) on a connection."""
@@ -455,15 +499,23 @@ class _Unary(_Call):
         self.conn.server.unary(self)
 
 
-class _SlotBase(_Call):
-    """A Slot stream as wsgi.Request sees it: `cancelled`, pull(), sender."""
+class _Slot(_Call):
+    """A Slot stream as wsgi.Request sees it: `cancelled`, pull(), sender.
+    Its queue and flags are the server's `_mu`'s."""
 
-    __slots__ = ("cancelled", "queue", "sender")
+    __slots__ = ("cancelled", "queue", "sender", "busy", "scheduled", "counted", "skipping",
+                 "opened", "wake")
 
     def __init__(self, conn, sid):
         super().__init__(conn, sid)
         self.cancelled = False
         self.queue = collections.deque()
+        self.busy = False  # its request is in the app
+        self.scheduled = False  # waiting for the loop or an app thread
+        self.counted = False  # counted as waiting (Gateway.queued)
+        self.skipping = False  # discarding the unread rest of a body
+        self.opened = None  # a request answered with a file, see wsgi
+        self.wake = threading.Condition(conn.server._mu)  # threads > 1: pull()
         send_frame = conn.send_frame
 
         def sender(frame):
@@ -475,23 +527,11 @@ class _SlotBase(_Call):
         return len(self.queue)
 
     def consumed(self):
-        if self.unacked >= _ACK_AT and self.backlog() < _BACKLOG:
+        if self.unacked >= _ACK_AT and len(self.queue) < _BACKLOG:
             self.conn.ack(self)
 
     def cancel(self, *_):
         self.cancelled = True
-
-
-class _InlineSlot(_SlotBase):
-    __slots__ = ("busy", "scheduled", "counted", "skipping", "opened")
-
-    def __init__(self, conn, sid):
-        super().__init__(conn, sid)
-        self.busy = False  # its request is in the app
-        self.scheduled = False  # in the server's ready queue
-        self.counted = False  # counted as waiting (Gateway.queued)
-        self.skipping = False  # discarding the unread rest of a body
-        self.opened = None  # a request answered with a file, see wsgi
 
     def message(self, msg):
         frame = _decode(self, msg)
@@ -507,59 +547,28 @@ class _InlineSlot(_SlotBase):
         self.conn.server.slot_gone(self)
 
     def pull(self):
-        """The next frame of this stream, for the app reading its body: the
-        loop turns (on this thread) until one is there."""
+        """The next frame of this stream, for the app reading its body.
+        One app thread: the loop turns (on this thread) until one is
+        there; more: wait for the loop thread to bring it."""
         server = self.conn.server
-        while not self.queue:
-            if self.cancelled:
-                raise InputError("the request stream was cancelled")
-            if self.eof:
-                raise InputError("the request stream closed before the request's end")
-            server.pump(self)
-        frame = self.queue.popleft()
+        if server.inline:
+            while not self.queue:
+                self._check()
+                server.pump(self)
+            frame = self.queue.popleft()
+        else:
+            with server._mu:
+                while not self.queue:
+                    self._check()
+                    self.wake.wait()
+                frame = self.queue.popleft()
         self.consumed()
         return frame
 
-
-class _ThreadSlot(_SlotBase):
-    """A Slot stream served by a thread of its own. Frames reach it through
-    a SimpleQueue: one futex wake per frame and no lock shared with the
-    loop, which holds conn.lock while it parses (measured: a Condition on
-    conn.lock cost the app thread two more switches per request)."""
-
-    __slots__ = ("inbox",)
-
-    def __init__(self, conn, sid):
-        super().__init__(conn, sid)
-        self.inbox = queue.SimpleQueue()
-
-    def backlog(self):
-        return self.inbox.qsize()
-
-    def message(self, msg):
-        frame = _decode(self, msg)
-        if frame is not None:
-            self.inbox.put(frame)
-
-    def half_closed(self):
-        self.eof = True
-        self.inbox.put(None)
-
-    def gone(self):
-        self.closed = self.cancelled = True
-        self.inbox.put(None)
-
-    def pull(self):
-        while True:
-            frame = self.inbox.get()
-            if frame is not None:
-                self.consumed()
-                return frame
-            # None: the state changed; it stays changed, so tell it again
-            # to whoever asks next.
-            self.inbox.put(None)
-            if self.cancelled:
-                raise InputError("the request stream was cancelled")
+    def _check(self):
+        if self.cancelled:
+            raise InputError("the request stream was cancelled")
+        if self.eof:
             raise InputError("the request stream closed before the request's end")
 
 

@@ -304,7 +304,7 @@ def test_sigusr1_logs_every_thread_while_the_app_runs(shim):
     # dump, each with the app's frame in a slot thread and the main thread.
     _until(lambda: any("in application" in r["traceback"] for r in dumps()), "a stack dump")
     app = [r for r in dumps() if "in application" in r["traceback"]]
-    assert all(r["thread"].startswith("bridge-slot") and r["level"] == "info" for r in app)
+    assert all(r["thread"].startswith(("bridge-slot", "bridge-app")) and r["level"] == "info" for r in app)
     assert 'fixture_app.py", line ' in app[0]["traceback"]
     assert "time.sleep" in app[0]["traceback"]  # the source line, looked up
     _until(lambda: any(r["thread"] == "MainThread" for r in dumps()), "the main thread's stack")
@@ -393,14 +393,14 @@ def test_aio_one_thread_runs_the_app_on_the_event_loop(shim, server):
 def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
     """BRIDGE_PY_SERVER=native: with one thread the app runs on the thread
     that reads the socket, a streamed body too (its frames are read by the
-    app's own reads); with more, each Slot stream has an app thread and the
+    app's own reads); with more, app threads (bridge-app-N) run them and the
     loop thread answers a Describe while the app is busy."""
     if server != "native":
         pytest.skip("native only")
     s = shim(env={"BRIDGE_THREADS": str(threads)})
     s.handshake()
     slot = s.slot()
-    want = b"bridge-loop" if threads == 1 else b"bridge-slot-"
+    want = b"bridge-loop" if threads == 1 else b"bridge-app-"
     assert slot.get("/thread")[0].startswith(want)
     slot.send(head("POST", path="/thread", body=b"x", end=False, length=2))
     slot.send(body(b"y", end=True))
