@@ -9,7 +9,7 @@ PYTHON  := /usr/bin/python3
 export PATH := $(BIN):$(dir $(GO)):$(PATH)
 
 # Debian packages bridge needs to build, test and run the demo.
-APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest python3-uvloop \
+APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
             python3-h2 python3-hpack ruby-protocol-http2 \
             python3-flask nginx curl ca-certificates \
             libprotocol-http2-perl libplack-perl libtest-tcp-perl libwww-perl \
@@ -147,7 +147,7 @@ bench-quick: deps bench-deps build ## the same, fewer configs and 2 s runs (unde
 bench-scaling: deps bench-deps build ## req/s of bridge and uWSGI for 1, 2, 4 workers x concurrency 1..256
 	$(PYTHON) bench/bench.py --scaling $(BENCH_ARGS)
 
-bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python aio/native, perl, ruby native at 1 and 8 slots
+bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python, perl, ruby at 1 and 8 slots
 	$(GO) build -o $(BIN)/slotload ./bench/slotload
 	$(PYTHON) bench/bench.py --transport $(BENCH_ARGS)
 

@@ -49,8 +49,7 @@ var Languages = map[string]Language{
 		// The first python3 on PATH may be a private build (pyenv, venv)
 		// that cannot see Debian's packages; the system one usually can.
 		Candidates: []string{"python3", "/usr/bin/python3"},
-		// The default (native) gRPC server needs h2, not grpcio; grpcio
-		// is only for BRIDGE_PY_SERVER=aio, which says so itself.
+		// The runner's own gRPC server needs h2, not grpcio.
 		Probe:     []string{"-c", "import h2, google.protobuf"},
 		Install:   "apt-get install python3-h2 python3-protobuf (Debian/Ubuntu), or pip install h2 protobuf into the interpreter given by --interpreter",
 		Shim:      python.Shim,

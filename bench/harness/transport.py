@@ -15,7 +15,6 @@ from . import configs as C
 # (ruby-grpc's server was removed: it won no case, ruby/README.md). The
 # "runner says" column (Describe's server field) tells which ran.
 RUNNERS = [
-    ("python aio", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "aio"}),
     ("python native", "python:micro:application", "python", {"BRIDGE_PY_SERVER": "native"}),
     ("perl", "perl:micro.psgi", "perl", {}),
     ("ruby native", "ruby:micro.ru", "ruby", {}),

@@ -9,9 +9,9 @@
 // runner's process tree, from /proc) and its own CPU µs per request.
 //
 //	go run ./bench/slotload --runner python:micro:application --chdir bench/apps/python --slots 8
-//	BRIDGE_PY_SERVER=aio go run ./bench/slotload --runner python:micro:application --chdir bench/apps/python
+//	BRIDGE_LOG_LEVEL=debug go run ./bench/slotload --runner perl:micro.psgi --chdir bench/apps/perl
 //
-// The environment passes through to the runner (BRIDGE_PY_SERVER,
+// The environment passes through to the runner (BRIDGE_LOG_LEVEL,
 // BRIDGE_PY_INLINE, BRIDGE_RACK_SPEC…), as it does under bridge.
 package main
 
@@ -53,7 +53,7 @@ type options struct {
 type Result struct {
 	Runner          string  `json:"runner"`
 	Language        string  `json:"language"`
-	Server          string  `json:"server"` // the runner's Describe server field (e.g. aio, sync)
+	Server          string  `json:"server"` // the runner's Describe server field (its transport)
 	Env             string  `json:"env,omitempty"`
 	Slots           int     `json:"slots"`
 	SlotsOffered    int     `json:"slots_offered"`

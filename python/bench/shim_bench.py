@@ -8,13 +8,13 @@ with wrk, and reads the CPU time of the shim process and of bridge from
 request for each case, and the same as JSON lines with --json.
 
     flock /tmp/bridge-bench.lock /usr/bin/python3 python/bench/shim_bench.py \
-        [--bridge bin/bridge] [--modes native,aio] [--cases hello-t1,hello-t4,big-t1,echo-t1] \
+        [--bridge bin/bridge] [--modes native] [--cases hello-t1,hello-t4,big-t1,echo-t1] \
         [--duration 10] [--passes 1]
 
---modes sets BRIDGE_PY_SERVER for the shim; "aio-thread" is aio with
-BRIDGE_PY_INLINE=0 (the app never runs on the event loop thread),
-"aio-asyncio" is aio with BRIDGE_PY_UVLOOP=0 (asyncio's loop, not uvloop's). The bridge binary embeds the
-shim's source, so rebuild it (`make build`) after changing python/.
+--modes sets BRIDGE_PY_SERVER for the shim (native is the one server left;
+the option stays for comparing another one while it is developed). The
+bridge binary embeds the shim's source, so rebuild it (`make build`) after
+changing python/.
 Stdlib only; needs wrk (apt-get install wrk).
 """
 import argparse
@@ -118,15 +118,7 @@ def run_case(bridge, mode, name, duration, tmp):
     port = free_port()
     url = "http://127.0.0.1:%d/" % port
     env = dict(os.environ)
-    env.pop("BRIDGE_PY_INLINE", None)
-    env.pop("BRIDGE_PY_UVLOOP", None)
-    if mode == "aio-thread":
-        # aio, but the app always in an app thread (never on the loop).
-        env["BRIDGE_PY_SERVER"], env["BRIDGE_PY_INLINE"] = "aio", "0"
-    elif mode == "aio-asyncio":
-        # aio on asyncio's own loop even if uvloop is installed.
-        env["BRIDGE_PY_SERVER"], env["BRIDGE_PY_UVLOOP"] = "aio", "0"
-    elif mode:
+    if mode:
         env["BRIDGE_PY_SERVER"] = mode
     env["BRIDGE_PYTHON"] = "/usr/bin/python3"
     log = open(os.path.join(tmp, "bridge-%s-%s.log" % (mode, name)), "wb")
@@ -189,7 +181,7 @@ def run_case(bridge, mode, name, duration, tmp):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bridge", default=os.path.join(ROOT, "bin", "bridge"))
-    p.add_argument("--modes", default="native,aio", help="BRIDGE_PY_SERVER values ('' = unset)")
+    p.add_argument("--modes", default="native", help="BRIDGE_PY_SERVER values ('' = unset)")
     p.add_argument("--cases", default="hello-t1,hello-t4,big-t1,echo-t1",
                    help="comma-separated, of: " + ",".join(CASES))
     p.add_argument("--duration", type=int, default=10)

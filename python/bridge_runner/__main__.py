@@ -20,17 +20,6 @@ COOKIE = ("BRIDGE_PLUGIN", "runner-v1")
 DEFAULT_GRACE = "30s"
 
 
-SERVERS = ("native", "aio")
-
-
-def default_server(threads):
-    """The gRPC server when $BRIDGE_PY_SERVER does not say (README, "gRPC
-    servers", bench/NOTES.md): the native one, which reads the socket on the
-    app's thread. grpcio's aio server stays selectable: it wakes fewer
-    threads per request with several app threads, at more CPU."""
-    return "native"
-
-
 class _Hurry(BaseException):
     """A second SIGTERM/SIGINT: stop waiting for in-flight requests."""
 
@@ -154,19 +143,18 @@ def main(argv=None):
     if not sys.path or sys.path[0] != cwd:
         sys.path.insert(0, cwd)
 
-    kind = os.environ.get("BRIDGE_PY_SERVER", "") or default_server(args.threads)
-    if kind not in SERVERS:
-        logs.log("error", "BRIDGE_PY_SERVER=%r: want %s" % (kind, " or ".join(SERVERS)))
+    kind = os.environ.get("BRIDGE_PY_SERVER", "") or "native"
+    if kind != "native":
+        # grpcio's aio and sync servers were removed: they cost more CPU
+        # and more thread wake-ups per request in every case measured
+        # (python/README.md, "gRPC server").
+        logs.log("error", "BRIDGE_PY_SERVER=%r: want native (grpcio's servers were removed)" % kind)
         return 1
     try:
-        if kind == "native":
-            from .native import NativeServer as Server
-        else:
-            from .aio import AioServer as Server
+        from .native import NativeServer as Server
     except ImportError as exc:
-        need = "python3-h2 and python3-protobuf" if kind == "native" else "python3-grpcio and python3-protobuf"
-        logs.log("error", "cannot import the %s server (%s): install %s for %s"
-                 % (kind, exc, need, sys.executable), traceback="".join(traceback.format_exception(exc)))
+        logs.log("error", "cannot import the gRPC server (%s): install python3-h2 and python3-protobuf for %s"
+                 % (exc, sys.executable), traceback="".join(traceback.format_exception(exc)))
         return 1
     from .loader import LoadError, load
     from .wsgi import Gateway
@@ -181,11 +169,7 @@ def main(argv=None):
         app = validator(app)
 
     gateway = Gateway(app, threads=args.threads, workers=workers)
-    if kind == "aio":
-        inline = os.environ.get("BRIDGE_PY_INLINE", "1") != "0"
-        server = Server(gateway, spec, args.threads, inline=inline, slots=args.slots)
-    else:
-        server = Server(gateway, spec, args.threads, slots=args.slots)
+    server = Server(gateway, spec, args.threads, slots=args.slots)
     try:
         path = server.listen(os.environ["PLUGIN_UNIX_SOCKET_DIR"])
         server.start()

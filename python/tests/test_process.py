@@ -132,10 +132,11 @@ class Slot:
         self.q.put(None)
 
 
-@pytest.fixture(params=["native", "aio"])
-def server(request):
-    """Every process test runs against both gRPC servers (BRIDGE_PY_SERVER)."""
-    return request.param
+@pytest.fixture
+def server():
+    """The gRPC server the process tests run (BRIDGE_PY_SERVER); one since
+    grpcio's servers were removed (python/README.md, "gRPC server")."""
+    return "native"
 
 
 @pytest.fixture
@@ -164,7 +165,6 @@ def test_handshake_describe_and_services(shim, server):
         "python", "wsgi/1.0", "fixture_app:application", 3, 3, s.proc.pid)
     assert d.language_version == "%d.%d.%d" % sys.version_info[:3]
     assert d.server == {"native": "bridge-wsgi/0.1 h2/%s" % h2.__version__,
-                        "aio": "bridge-wsgi/0.1 grpcio/%s aio" % grpc.__version__,
                         }[server]
     health = s.channel.unary_unary("/grpc.health.v1.Health/Check")
     assert health(b"\x0a\x06plugin", timeout=WAIT) == b"\x08\x01"
@@ -265,10 +265,10 @@ def _until(check, what):
 def test_describe_running_keeps_a_cancelled_request_until_the_app_returns(shim, server):
     """proto DescribeResponse.running: the id of a request inside the app is
     listed; cancelling its stream while the app sleeps does not remove it;
-    it goes when the app returns. (aio with one thread runs the app on the
-    event loop, which answers Describe only after it: see
-    test_aio_one_thread_runs_the_app_on_the_event_loop.)"""
-    s = shim(env={"BRIDGE_THREADS": "2"} if server in ("aio", "native") else None)
+    it goes when the app returns. (With one thread the app runs on the
+    loop thread, which answers Describe only after it: see
+    test_native_runs_the_app_on_the_loop_with_one_thread.)"""
+    s = shim(env={"BRIDGE_THREADS": "2"})
     s.handshake()
     assert list(s.describe().running) == []
     a = s.slot()
@@ -356,47 +356,12 @@ def test_write_file_and_threads(shim):
     slot.close()
 
 
-def test_aio_one_thread_runs_the_app_on_the_event_loop(shim, server):
-    """BRIDGE_PY_SERVER=aio with one thread: a request whose body is all in
-    its first frame runs on the event loop thread (no hand-off), one whose
-    body streams in runs in an app thread. While an inline app runs, the
-    loop answers nothing: a Describe waits until the app returns (bridge
-    counts a Describe that does not answer as "still running"), and the
-    SIGUSR1 dump shows the app on the loop thread."""
-    if server != "aio":
-        pytest.skip("aio only")
-    s = shim()
-    s.handshake()
-    slot = s.slot()
-    assert slot.get("/thread")[0] == b"bridge-loop"
-    slot.send(head("POST", path="/thread", body=b"x", end=False, length=2))
-    first = slot.response()
-    assert b"".join(f.body for f in first).startswith(b"bridge-slot")
-    slot.send(body(b"y", end=True))
-
-    slot.send(head(path="/slow", extra=[("QUERY_STRING", "1.0")], rid="inline"))
-    time.sleep(0.3)
-    s.proc.send_signal(signal.SIGUSR1)
-    t0 = time.monotonic()
-    d = s.describe()
-    assert time.monotonic() - t0 > 0.4 and list(d.running) == []
-    frames = slot.response()
-    assert b"".join(f.body for f in frames) == b"slow done"
-    _until(lambda: any("in application" in r.get("traceback", "") for r in s.records()),
-           "a stack dump")
-    app = [r for r in s.records() if "in application" in r.get("traceback", "")]
-    assert app[0]["thread"] == "bridge-loop"
-    slot.close()
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
     """BRIDGE_PY_SERVER=native: with one thread the app runs on the thread
     that reads the socket, a streamed body too (its frames are read by the
     app's own reads); with more, app threads (bridge-app-N) run them and the
     loop thread answers a Describe while the app is busy."""
-    if server != "native":
-        pytest.skip("native only")
     s = shim(env={"BRIDGE_THREADS": str(threads)})
     s.handshake()
     slot = s.slot()
@@ -418,11 +383,10 @@ def test_native_runs_the_app_on_the_loop_with_one_thread(shim, server, threads):
 
 
 @pytest.mark.parametrize("threads,want", [("1", "native"), ("3", "native")])
-def test_default_server_depends_on_threads(shim, server, threads, want):
-    """Without BRIDGE_PY_SERVER: the native server whatever the threads (README,
-    "gRPC servers"); a value other than native or aio is refused."""
-    if server != "native":
-        pytest.skip("one run is enough")
+def test_default_server_whatever_the_threads(shim, server, threads, want):
+    """Without BRIDGE_PY_SERVER: the native server whatever the threads
+    (python/README.md, "gRPC server"); any other value is refused, the
+    removed grpcio servers' names too."""
     s = shim(env={"BRIDGE_PY_SERVER": "", "BRIDGE_THREADS": threads})
     s.handshake()
     slot = s.slot()
@@ -431,10 +395,11 @@ def test_default_server_depends_on_threads(shim, server, threads, want):
     _until(lambda: any(r["message"].startswith("serving ") for r in s.records()), "the log line")
     serving = [r for r in s.records() if r["message"].startswith("serving ")]
     assert serving[0]["server"] == want
-    bad = shim(env={"BRIDGE_PY_SERVER": "twisted"})
-    assert bad.wait() == 1
-    bad._reader.join(WAIT)
-    assert any("BRIDGE_PY_SERVER='twisted'" in r["message"] for r in bad.records())
+    for name in ("twisted", "aio"):
+        bad = shim(env={"BRIDGE_PY_SERVER": name})
+        assert bad.wait() == 1
+        bad._reader.join(WAIT)
+        assert any("BRIDGE_PY_SERVER=%r: want native" % name in r["message"] for r in bad.records())
 
 
 def test_sigterm_lets_in_flight_requests_finish(shim):
@@ -551,8 +516,6 @@ def test_pipelined_slots_wait_their_turn(shim, server, threads):
     """bridge --pipeline: more Slot streams (BRIDGE_SLOTS) than app threads.
     Every request is served, and the app never runs more than `threads` at
     once (W33); a request cancelled while it waits never reaches the app."""
-    if server == "aio" and threads > 1:
-        pytest.skip("aio with several threads runs the app in threads: same gate as native")
     s = shim(env={"BRIDGE_THREADS": str(threads), "BRIDGE_SLOTS": "5"})
     s.handshake()
     assert (s.describe().threads, s.describe().slots) == (threads, 5)
