@@ -75,8 +75,8 @@ var Languages = map[string]Language{
 		Name:       "ruby",
 		EnvVar:     "BRIDGE_RUBY",
 		Candidates: []string{"ruby", "/usr/bin/ruby"},
-		// The default (native) transport needs protocol-http2, not
-		// ruby-grpc, which only BRIDGE_RB_SERVER=grpc loads.
+		// The runner's own gRPC server needs protocol-http2; ruby-grpc is
+		// only the tests' client.
 		Probe:   []string{"-e", "require 'protocol/http2/server'; require 'google/protobuf'; require 'rack'"},
 		Install: "apt-get install ruby-protocol-http2 ruby-google-protobuf ruby-rack (Debian/Ubuntu)",
 		Shim:    ruby.Shim,

@@ -12,7 +12,7 @@
 //	BRIDGE_LOG_LEVEL=debug go run ./bench/slotload --runner perl:micro.psgi --chdir bench/apps/perl
 //
 // The environment passes through to the runner (BRIDGE_LOG_LEVEL,
-// BRIDGE_PY_INLINE, BRIDGE_RACK_SPEC…), as it does under bridge.
+// BRIDGE_RACK_SPEC, BRIDGE_RB_YJIT…), as it does under bridge.
 package main
 
 import (
