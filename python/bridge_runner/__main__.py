@@ -211,7 +211,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     # In-flight requests are done (or out of time): cancelling the idle
     # streams is all that is left.
-    server.stop(None)
+    server.stop()
     # An app thread that ignores cancellation must not keep the process.
     t = threading.Timer(5.0, os._exit, (0,))
     t.daemon = True

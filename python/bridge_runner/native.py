@@ -70,7 +70,6 @@ _MAX_FRAME = 16384  # we never raise SETTINGS_MAX_FRAME_SIZE
 _READ = 256 << 10
 
 _RESPONSE_HEADERS = ((b":status", b"200"), (b"content-type", b"application/grpc"))
-_OK = ((b"grpc-status", b"0"),)
 
 _SLOT = b"/bridge.v1.Runner/Slot"
 _DESCRIBE = b"/bridge.v1.Runner/Describe"
@@ -135,7 +134,7 @@ class NativeServer:
                 t.start()
                 self._workers.append(t)
 
-    def stop(self, grace=None):
+    def stop(self):
         """GOAWAY and close every connection; open streams end with them.
         The main thread calls it once the drain is over."""
         self._stopping = True
@@ -421,9 +420,9 @@ class NativeServer:
         elif then == "again":
             self._schedule(call)
 
-    def pump(self, call, timeout=-1):
-        """Inline: turn the loop while the app waits for `call` (a body
-        frame, or send window). Requests on other slots wait their turn."""
+    def pump(self, timeout=-1):
+        """Inline: turn the loop while the app waits (for a body frame, or
+        send window). Requests on other slots wait their turn."""
         self._poll(timeout)
 
 class _Call:
@@ -470,9 +469,6 @@ class _Call:
     def backlog(self):
         return 0
 
-    def consumed(self):
-        pass
-
     def message(self, msg):
         raise NotImplementedError
 
@@ -484,15 +480,14 @@ class _Call:
 
 
 class _Unary(_Call):
-    __slots__ = ("path", "request")
+    __slots__ = ("path",)
 
     def __init__(self, conn, sid, path):
         super().__init__(conn, sid)
         self.path = path
-        self.request = b""
 
     def message(self, msg):
-        self.request = bytes(msg)
+        pass  # none of the unary methods reads its request
 
     def half_closed(self):
         self.eof = True
@@ -530,9 +525,6 @@ class _Slot(_Call):
         if self.unacked >= _ACK_AT and len(self.queue) < _BACKLOG:
             self.conn.ack(self)
 
-    def cancel(self, *_):
-        self.cancelled = True
-
     def message(self, msg):
         frame = _decode(self, msg)
         if frame is not None:
@@ -554,7 +546,7 @@ class _Slot(_Call):
         if server.inline:
             while not self.queue:
                 self._check()
-                server.pump(self)
+                server.pump()
             frame = self.queue.popleft()
         else:
             with server._mu:
@@ -794,7 +786,7 @@ class _Conn:
                 if room <= 0:
                     self._write_parts(out)
                     out = []
-                    self._wait_window(call)
+                    self._wait_window()
                     continue
                 n = min(total - off, room)
                 out.append(_FRAME.pack(n >> 16, n & 0xffff, _DATA, 0, sid))
@@ -808,13 +800,13 @@ class _Conn:
                 off += n
             self._write_parts(out)
 
-    def _wait_window(self, call):
+    def _wait_window(self):
         if self.parsing and self.server.inline:
             raise _Gone()  # a unary reply with no window: reset, see `parsing`
         if self.server.inline:
             self.lock.release()
             try:
-                self.server.pump(call, 1.0)
+                self.server.pump(1.0)
             finally:
                 self.lock.acquire()
         else:
