@@ -24,11 +24,14 @@ type options struct {
 	pipeline    int
 	startWait   time.Duration
 
-	uwsgi      listFlag
-	http       listFlag
-	admin      listFlag
-	socketMode string
-	serverName string
+	uwsgi       listFlag
+	http        listFlag
+	admin       listFlag
+	socketMode  string
+	socketGroup string
+	serverName  string
+	adminReload bool
+	adminToken  string
 
 	maxRequests  int
 	maxJitter    int
@@ -41,6 +44,12 @@ type options struct {
 	backlog      int
 	queueTimeout time.Duration
 	maxBody      sizeFlag
+
+	headerTimeout time.Duration
+	bodyTimeout   time.Duration
+	writeTimeout  time.Duration
+	maxHeaders    int
+	maxHeaderSize sizeFlag
 
 	logFormat string
 	logLevel  string
@@ -91,7 +100,10 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.Var(&o.uwsgi, "uwsgi", "uwsgi listener for nginx uwsgi_pass: unix:/path or host:port (repeatable)")
 	fs.Var(&o.http, "http", "HTTP/1.1 listener: host:port or unix:/path (repeatable)")
 	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining) and /metrics (Prometheus)")
-	fs.StringVar(&o.socketMode, "socket-mode", "0666", "permissions of unix sockets bridge creates")
+	fs.StringVar(&o.socketMode, "socket-mode", "0660", "permissions of unix sockets bridge creates: only their owner and group may connect (a uwsgi client is trusted, see --socket-group)")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "group (name or id) given to the unix sockets bridge creates, e.g. www-data so that nginx may connect (default: bridge's own group)")
+	fs.BoolVar(&o.adminReload, "admin-reload", false, "serve POST /reload on the admin listener (off by default: anyone who can reach the admin port could restart the app)")
+	fs.StringVar(&o.adminToken, "admin-token-file", "", "file holding a token that POST /reload must present as 'Authorization: Bearer TOKEN' (turns on POST /reload)")
 	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "recycle a worker after this many requests (0 = never); its replacement is ready first")
 	fs.IntVar(&o.maxJitter, "max-requests-jitter", 0, "add up to this many requests to each worker's --max-requests, so workers do not recycle together")
@@ -105,6 +117,12 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.DurationVar(&o.queueTimeout, "queue-timeout", 30*time.Second, "how long a request may wait for a free slot before 503")
 	o.maxBody = 1 << 30
 	fs.Var(&o.maxBody, "max-body-size", "largest request body accepted (413 beyond): bytes, or with K, M, G")
+	fs.DurationVar(&o.headerTimeout, "header-timeout", 30*time.Second, "how long a client may take to send a request's head (HTTP headers or the uwsgi vars), and an idle keep-alive connection's next request")
+	fs.DurationVar(&o.bodyTimeout, "body-timeout", 30*time.Second, "how long a request body may make no progress (one read) before the request fails with 408; bodies are read before a worker is taken")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 30*time.Second, "how long one write of the response may wait for a client that does not read before the connection is cut and the worker freed")
+	fs.IntVar(&o.maxHeaders, "max-headers", 100, "request header fields accepted (431 beyond)")
+	o.maxHeaderSize = 64 << 10
+	fs.Var(&o.maxHeaderSize, "max-header-size", "largest request head accepted (431 beyond): bytes, or with K, M, G; a uwsgi packet is at most 64K by its format")
 	return fs
 }
 
