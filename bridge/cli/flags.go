@@ -117,7 +117,7 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.DurationVar(&o.queueTimeout, "queue-timeout", 30*time.Second, "how long a request may wait for a free slot before 503")
 	o.maxBody = 1 << 30
 	fs.Var(&o.maxBody, "max-body-size", "largest request body accepted (413 beyond): bytes, or with K, M, G")
-	fs.DurationVar(&o.headerTimeout, "header-timeout", 30*time.Second, "how long a client may take to send a request's head (HTTP headers or the uwsgi vars), and an idle keep-alive connection's next request")
+	fs.DurationVar(&o.headerTimeout, "header-timeout", 30*time.Second, "how long a client may take to send a request's head (HTTP headers or the uwsgi vars)")
 	fs.DurationVar(&o.bodyTimeout, "body-timeout", 30*time.Second, "how long a request body may make no progress (one read) before the request fails with 408; bodies are read before a worker is taken")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 30*time.Second, "how long one write of the response may wait for a client that does not read before the connection is cut and the worker freed")
 	fs.IntVar(&o.maxHeaders, "max-headers", 100, "request header fields accepted (431 beyond)")

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,37 +50,52 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
+	metrics := admin.NewMetrics(pool)
+	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Limits: limitsOf(o), Begin: metrics.Begin}
+	// Requests keep running after a shutdown signal: they get their own
+	// context, cancelled only when the grace period is over.
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+	cfg := front.Config{Handler: h, ServerName: o.serverName, Base: reqCtx, SocketMode: os.FileMode(mode),
+		// One runner serves every request, so every interface's
+		// modifier1 reaches it (uWSGI configs keep working).
+		Modifiers: runners.AppModifiers()}
+
 	// Listeners first: a port in use should fail before any app loads.
-	type listener struct {
-		kind string
-		addr string
-		ln   net.Listener
-	}
 	var lns []listener
 	closeAll := func() {
 		for _, l := range lns {
 			l.ln.Close()
 		}
 	}
-	for _, kind := range []struct {
-		name  string
-		addrs []string
-	}{{"uwsgi", o.uwsgi}, {"http", o.http}, {"admin", o.admin}} {
-		for _, a := range kind.addrs {
-			ln, err := front.Listen(a, os.FileMode(mode))
+	fronts := map[string]front.Front{}
+	addrs := map[string][]string{"uwsgi": o.uwsgi, "http": o.http}
+	for _, kind := range slices.Sorted(maps.Keys(front.Kinds)) {
+		for _, a := range addrs[kind] {
+			f := fronts[kind]
+			if f == nil {
+				f = front.Kinds[kind](cfg)
+				fronts[kind] = f
+			}
+			ln, err := f.Listen(a)
 			if err != nil {
 				closeAll()
 				return err
 			}
-			if kind.name != "admin" {
-				ln = front.LimitListener(ln, o.maxConns)
-			}
-			lns = append(lns, listener{kind.name, a, ln})
+			lns = append(lns, listener{kind, a, ln, f})
 		}
 	}
+	var adminLns []listener
+	for _, a := range o.admin {
+		ln, err := front.Listen(a, os.FileMode(mode))
+		if err != nil {
+			closeAll()
+			return err
+		}
+		adminLns = append(adminLns, listener{"admin", a, ln, nil})
+	}
 
-	pool := dispatch.NewPool(o.backlog, o.queueTimeout)
-	metrics := admin.NewMetrics(pool)
 	fleet := supervise.NewFleet(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads, Pipeline: o.pipeline,
 		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted, OnReload: metrics.Reloaded,
@@ -87,57 +104,38 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}, pool)
 	if err := fleet.Start(ctx); err != nil {
 		closeAll()
+		for _, l := range adminLns {
+			l.ln.Close()
+		}
 		return err
 	}
 	metrics.WatchWorkers(fleet)
 
-	h := &front.Handler{Pool: pool, Log: log, Runner: o.runner, Timeout: o.timeout, MaxBody: int64(o.maxBody),
-		Begin: metrics.Begin}
-	// Requests keep running after a shutdown signal: they get their own
-	// context, cancelled only when the grace period is over.
-	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelReqs()
-
-	var uwsgis []*front.Uwsgi
-	var https, adminSrv []*http.Server
+	var adminSrv []*http.Server
 	adm := admin.New(pool, metrics)
 	adm.States, adm.Reload = fleet.States, fleet
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
 		wg.Add(1)
-		switch l.kind {
-		case "uwsgi":
-			// One runner serves every request, so every interface's
-			// modifier1 reaches it (uWSGI configs keep working).
-			u := &front.Uwsgi{H: h, ServerName: o.serverName, Modifiers: runners.AppModifiers()}
-			uwsgis = append(uwsgis, u)
-			go func() {
-				defer wg.Done()
-				if err := u.Serve(reqCtx, l.ln); err != nil {
-					log.Error().Err(err).Str("addr", l.addr).Msg("uwsgi listener failed")
-				}
-			}()
-		case "admin":
-			srv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
-			adminSrv = append(adminSrv, srv)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					log.Error().Err(err).Str("addr", l.addr).Msg("admin listener failed")
-				}
-			}()
-		case "http":
-			srv := front.NewHTTPServer(&front.HTTP{H: h, ServerName: o.serverName},
-				func(net.Listener) context.Context { return reqCtx })
-			https = append(https, srv)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					log.Error().Err(err).Str("addr", l.addr).Msg("http listener failed")
-				}
-			}()
-		}
+		go func() {
+			defer wg.Done()
+			if err := l.f.Serve(l.ln); err != nil {
+				log.Error().Err(err).Str("front", l.kind).Str("addr", l.addr).Msg("listener failed")
+			}
+		}()
+	}
+	for _, l := range adminLns {
+		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
+		srv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = append(adminSrv, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Str("addr", l.addr).Msg("admin listener failed")
+			}
+		}()
 	}
 	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Int("pipeline", o.pipeline).Msg("bridge ready")
 
@@ -148,14 +146,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	<-ctx.Done()
 	adm.Drain() // readiness fails first, so probes stop sending traffic
-	closeUwsgi := func() {
-		for _, l := range lns {
-			if l.kind == "uwsgi" {
-				l.ln.Close()
-			}
-		}
-	}
-	drain(log, o.grace, closeUwsgi, uwsgis, https, fleet, cancelReqs)
+	drain(log, o.grace, lns, fronts, fleet, cancelReqs)
 	for _, srv := range adminSrv {
 		srv.Close()
 	}
@@ -164,31 +155,38 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// listener is one open socket and the front that serves it.
+type listener struct {
+	kind string
+	addr string
+	ln   net.Listener
+	f    front.Front
+}
+
+// limitsOf gathers the flags that bound what one client may cost.
+func limitsOf(o *options) front.Limits {
+	return front.Limits{
+		Timeout: o.timeout, HeaderTimeout: o.headerTimeout, BodyTimeout: o.bodyTimeout, WriteTimeout: o.writeTimeout,
+		MaxHeaders: o.maxHeaders, MaxHeaderSize: int(o.maxHeaderSize), MaxBody: int64(o.maxBody), MaxConns: o.maxConns,
+	}
+}
+
 // drain is the shutdown order: stop accepting, let requests in flight finish
 // within grace, then stop the runners.
-func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgis []*front.Uwsgi, https []*http.Server, fleet *supervise.Fleet, cancelReqs context.CancelFunc) {
+func drain(log zerolog.Logger, grace time.Duration, lns []listener, fronts map[string]front.Front, fleet *supervise.Fleet, cancelReqs context.CancelFunc) {
 	log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
 	deadline := time.Now().Add(grace)
 	gctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	closeListeners()
-	var wg sync.WaitGroup
-	for _, srv := range https {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Shutdown closes listeners and idle connections, then waits for
-			// active ones.
-			if err := srv.Shutdown(gctx); err != nil {
-				srv.Close()
-			}
-		}()
+	for _, l := range lns {
+		l.ln.Close()
 	}
-	for _, u := range uwsgis {
+	var wg sync.WaitGroup
+	for _, f := range fronts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			u.Wait(gctx)
+			f.Drain(gctx)
 		}()
 	}
 	wg.Wait()
@@ -227,8 +225,13 @@ func validate(o *options) error {
 		return usageError("--max-requests and --max-requests-jitter must not be negative")
 	case o.backlog < 0 || o.maxConns < 0:
 		return usageError("--backlog and --max-connections must not be negative")
-	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0 || o.maxLifetime < 0 || o.cancelGrace < 0:
+	case o.grace < 0 || o.timeout < 0 || o.queueTimeout < 0 || o.maxLifetime < 0 || o.cancelGrace < 0 ||
+		o.headerTimeout < 0 || o.bodyTimeout < 0 || o.writeTimeout < 0:
 		return usageError("durations must not be negative")
+	case o.maxHeaders < 0:
+		return usageError(fmt.Sprintf("--max-headers %d: must be 0 (no limit) or more", o.maxHeaders))
+	case o.maxHeaderSize < 1024:
+		return usageError(fmt.Sprintf("--max-header-size %d: must be at least 1K", o.maxHeaderSize))
 	}
 	for _, a := range o.uwsgi {
 		if err := trustedUwsgiAddr(a); err != nil {

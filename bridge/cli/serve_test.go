@@ -197,7 +197,7 @@ func TestValidateGenericBounds(t *testing.T) {
 		{-1, 8, "--threads -1: must be at least 1"},
 		{1, -1, "--pipeline -1: must be 0 or more"},
 	} {
-		o := &options{workers: 2, threads: tc.threads, pipeline: tc.pipeline, http: listFlag{"127.0.0.1:0"}, socketMode: "0666"}
+		o := &options{workers: 2, threads: tc.threads, pipeline: tc.pipeline, http: listFlag{"127.0.0.1:0"}, socketMode: "0666", maxHeaderSize: 64 << 10}
 		err := validate(o)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want || ExitCode(err) != 2) {
 			t.Errorf("threads %d pipeline %d: got %v, want %q", tc.threads, tc.pipeline, err, tc.want)

@@ -34,12 +34,12 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxChunk); return 
 var ErrNotDelivered = errors.New("request not delivered")
 
 // ErrClientGone means writing to the client failed; the app was cancelled.
-var ErrClientGone = errors.New("client went away")
+var ErrClientGone = request.ErrClientGone
 
-// Exchange runs req on the slot and writes the response to rw. It returns a
-// *request.Error when nothing was sent and the front should answer with that
-// status, request.ErrAbort when the head was sent but the body cannot be
-// completed, or ErrClientGone.
+// Exchange runs req on the slot and writes the response to rw. Its error
+// says what went wrong (a *request.Error with a status, request.ErrAbort,
+// ErrClientGone, or the stream's error once ctx has ended); what the
+// client gets is decided by request.Classify with ctx's error.
 func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.ResponseWriter, log zerolog.Logger) (Result, error) {
 	var res Result
 	if err := s.open(); err != nil {
@@ -58,17 +58,6 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 		}
 		if ctx.Err() == nil && request.StatusOf(err) == http.StatusBadGateway {
 			s.worker.broken() // the runner may be gone: have it checked now
-		}
-	}
-	if err != nil && ctx.Err() != nil {
-		deadline := errors.Is(ctx.Err(), context.DeadlineExceeded)
-		switch {
-		case !deadline:
-			err = ErrClientGone // not an app or bridge failure (G4)
-		case res.HeadSent:
-			err = request.ErrAbort
-		default:
-			err = request.Errorf(http.StatusGatewayTimeout, "request timeout", ctx.Err())
 		}
 	}
 	return res, err

@@ -22,3 +22,24 @@ func openRegion(path string, offset, n int64) (*os.File, io.Reader, error) {
 	}
 	return f, io.LimitReader(f, n), nil
 }
+
+// sendChunk is how much of a file goes out under one write deadline: a
+// client that keeps reading is never cut, one that stops is cut after the
+// write timeout.
+const sendChunk = 1 << 20
+
+// copyWithDeadlines copies body to w in sendChunk pieces, calling arm
+// before each (it sets the connection's write deadline). A LimitedReader
+// over the file keeps io.Copy on sendfile(2).
+func copyWithDeadlines(w io.Writer, body io.Reader, arm func()) error {
+	for {
+		arm()
+		n, err := io.CopyN(w, body, sendChunk)
+		if err == io.EOF || (err == nil && n < sendChunk) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -12,14 +12,14 @@ import (
 	"bridge/bridge/request"
 )
 
-// Handler is what every front shares: it runs a canonical request on a slot
-// under the request timeout and writes one access log line.
+// Handler is what every front shares: it reads a canonical request's body,
+// runs the request on a slot under its deadline, classifies how it ended
+// and writes one access log line.
 type Handler struct {
-	Pool    *dispatch.Pool
-	Log     zerolog.Logger
-	Runner  string        // runner spec, for the access log
-	Timeout time.Duration // per request; 0 = none
-	MaxBody int64         // request body limit in bytes (G6)
+	Pool   *dispatch.Pool
+	Log    zerolog.Logger
+	Runner string // runner spec, for the access log
+	Limits Limits
 	// Begin, if set, is called when a request arrives; the func it returns
 	// is called with the outcome (metrics).
 	Begin func() func(runner string, status int, d time.Duration)
@@ -28,19 +28,40 @@ type Handler struct {
 // maxAttempts bounds how often a request that no runner saw is re-dispatched.
 const maxAttempts = 3
 
-// Serve runs req. The returned error is nil, request.ErrAbort,
-// dispatch.ErrClientGone, or a *request.Error whose status the front must
-// answer with (nothing has been written then).
-func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.ResponseWriter) error {
-	start := time.Now()
-	log := h.Log.With().Str("req_id", req.ID).Logger()
-	var done func(string, int, time.Duration)
-	if h.Begin != nil {
-		done = h.Begin()
+// start stamps a request whose head has just been read: its start and
+// deadline, and its place in the in-flight count.
+func (h *Handler) start(req *request.Request) func(string, int, time.Duration) {
+	if req.Start.IsZero() {
+		req.Start = time.Now()
 	}
-	if h.Timeout > 0 {
+	if h.Limits.Timeout > 0 && req.Deadline.IsZero() {
+		req.Deadline = req.Start.Add(h.Limits.Timeout)
+	}
+	if h.Begin != nil {
+		return h.Begin()
+	}
+	return nil
+}
+
+// Serve reads req's body (before any slot is taken: a slow upload holds a
+// connection, never a runner), runs req and logs it. The front acts on the
+// outcome: Reply means nothing was written and it must answer Status; Cut
+// means the response is incomplete and the connection must be cut.
+func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.ResponseWriter) request.Outcome {
+	done := h.start(req)
+	log := h.Log.With().Str("req_id", req.ID).Logger()
+	spool, err := h.readBody(req)
+	if spool != nil {
+		defer spool.Close()
+	}
+	if err != nil {
+		// The client's fault and before any deadline of the app's: never
+		// a 504.
+		return h.finish(log, req, done, request.Classify(err, nil, 0), err, dispatch.Result{}, "")
+	}
+	if !req.Deadline.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
 		defer cancel()
 	}
 	var res dispatch.Result
@@ -58,37 +79,46 @@ func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.Re
 		log.Warn().Err(err).Str("worker", worker).Msg("runner unavailable; retrying on another slot")
 		slot, err = h.Pool.Acquire(ctx)
 	}
-	if err != nil && slot == nil && ctx.Err() != nil && !errors.Is(err, dispatch.ErrNoWorkers) {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = request.Errorf(http.StatusGatewayTimeout, "timed out waiting for a worker", err)
-		} else {
-			err = dispatch.ErrClientGone
-		}
+	sent := 0
+	if res.HeadSent {
+		sent = res.Status
 	}
-	status := res.Status
-	if !res.HeadSent {
-		var re *request.Error
-		if errors.As(err, &re) {
-			status = re.Status
-		}
+	return h.finish(log, req, done, request.Classify(err, ctx.Err(), sent), err, res, worker)
+}
+
+// Reject answers a request refused before it could be served (a malformed
+// head, too many headers, over the connection limit): it is logged and
+// counted like any other. req may hold only what was parsed; nil is fine.
+func (h *Handler) Reject(req *request.Request, remote string, err error) request.Outcome {
+	if req == nil {
+		req = &request.Request{ID: requestID(nil)}
+	}
+	done := h.start(req)
+	log := h.Log.With().Str("req_id", req.ID).Str("remote", remote).Logger()
+	return h.finish(log, req, done, request.Classify(err, nil, 0), err, dispatch.Result{}, "")
+}
+
+// finish writes the access log line and the metrics of one request.
+func (h *Handler) finish(log zerolog.Logger, req *request.Request, done func(string, int, time.Duration), out request.Outcome, err error, res dispatch.Result, worker string) request.Outcome {
+	d := time.Since(req.Start)
+	if done != nil {
+		done(h.Runner, out.Status, d)
 	}
 	ev := log.Info()
 	switch {
-	case errors.Is(err, dispatch.ErrClientGone):
-		status = 499 // nginx's code for "client closed request"
-	case errors.Is(err, request.ErrAbort):
+	case out.Failed && out.Cut:
 		ev = log.Warn()
-	case err != nil:
+		if !errors.Is(err, request.ErrAbort) {
+			ev = ev.Err(err)
+		}
+	case out.Failed:
 		ev = log.Warn().Err(err)
 	}
-	if done != nil {
-		done(h.Runner, status, time.Since(start))
-	}
-	ev.Str("method", req.Method).Str("uri", req.URI).Int("status", status).
-		Int64("bytes", res.Bytes).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
-		Str("worker", worker).Str("runner", h.Runner).Bool("aborted", errors.Is(err, request.ErrAbort)).
+	ev.Str("method", req.Method).Str("uri", req.URI).Int("status", out.Status).
+		Int64("bytes", res.Bytes).Float64("duration_ms", float64(d.Microseconds())/1000).
+		Str("worker", worker).Str("runner", h.Runner).Bool("aborted", out.Cut).
 		Msg("request")
-	return err
+	return out
 }
 
 // errorBody is the generic body for a status bridge answers itself. No app

@@ -1,59 +1,102 @@
 package front
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/rs/zerolog"
-
-	"bridge/bridge/dispatch"
 	"bridge/bridge/request"
 	bridgev1 "bridge/proto/bridge/v1"
 )
 
-// prefetchMax is the body size read before dispatch so that the request goes
-// to the runner as one message.
-const prefetchMax = 64 << 10
-
 // HTTP is the HTTP/1.1 front: a net/http handler that builds the canonical
 // request from *http.Request (docs/conformance.md H1–H25).
 type HTTP struct {
-	H *Handler
-	// ServerName is SERVER_NAME for requests without a Host (HTTP/1.0).
-	ServerName string
+	cfg Config
+	h   *Handler
+	srv *http.Server
+}
+
+// NewHTTP returns the HTTP front, with its http.Server.
+func NewHTTP(c Config) *HTTP {
+	if c.Base == nil {
+		c.Base = context.Background()
+	}
+	f := &HTTP{cfg: c, h: c.Handler}
+	lim := &f.h.Limits
+	f.srv = &http.Server{
+		Handler:           f,
+		ReadHeaderTimeout: lim.HeaderTimeout,
+		IdleTimeout:       defaultIdleTimeout,
+		// net/http refuses a bigger head with its own 431, which the
+		// early-rejection watch logs and counts (reject.go).
+		MaxHeaderBytes: lim.MaxHeaderSize,
+		BaseContext:    func(net.Listener) context.Context { return c.Base },
+		ErrorLog:       httpErrorLog(f.h.Log),
+	}
+	return f
+}
+
+// Listen opens addr; past the connection limit a client gets 503.
+func (f *HTTP) Listen(addr string) (net.Listener, error) {
+	ln, err := Listen(addr, f.cfg.SocketMode)
+	if err != nil {
+		return nil, err
+	}
+	return &rejectWatch{Listener: LimitListener(ln, f.h.Limits.MaxConns, f.refuse), f: f}, nil
+}
+
+// Serve answers HTTP/1.1 on ln until ln is closed.
+func (f *HTTP) Serve(ln net.Listener) error {
+	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Drain closes idle connections, waits for active ones, and cuts what
+// still runs when ctx ends.
+func (f *HTTP) Drain(ctx context.Context) {
+	if err := f.srv.Shutdown(ctx); err != nil {
+		f.srv.Close()
+	}
 }
 
 // ServeHTTP implements http.Handler.
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	req, err := f.canonical(r)
-	if err == nil {
-		err = f.H.Serve(r.Context(), req, &httpWriter{w: w, rc: http.NewResponseController(w), log: f.H.Log.With().Str("req_id", req.ID).Logger()})
+	if err != nil {
+		writeHTTPError(w, f.h.Reject(req, r.RemoteAddr, err).Status)
+		return
 	}
-	if req != nil && req.Body != nil {
-		if c, ok := req.Body.(io.Closer); ok && req.Body != r.Body {
-			c.Close()
-		}
+	req.Start = start
+	rc := http.NewResponseController(w)
+	if len(r.TransferEncoding) > 0 {
+		// A chunked request may also have carried a Content-Length, which
+		// net/http removes before we see it; RFC 9112 §6.1 wants the
+		// connection closed after such a request, in case the two
+		// disagreed about where it ended. Chunked uploads are rare.
+		w.Header().Set("Connection", "close")
 	}
+	if req.ContentLength != 0 {
+		req.Body = &progressReader{r: r.Body, set: rc.SetReadDeadline, every: f.h.Limits.BodyTimeout, req: req}
+	}
+	hw := &httpWriter{w: w, rc: rc, h: f.h, req: req}
+	out := f.h.Serve(r.Context(), req, hw)
 	switch {
-	case err == nil:
-	case errors.Is(err, request.ErrAbort), errors.Is(err, dispatch.ErrClientGone):
+	case out.Reply:
+		writeHTTPError(w, out.Status)
+	case out.Cut:
 		// Head sent, body incomplete: cut the connection so the client
 		// cannot mistake this for a complete response (G3).
 		panic(http.ErrAbortHandler)
-	default:
-		var re *request.Error
-		if errors.As(err, &re) {
-			writeHTTPError(w, re.Status)
-		}
 	}
 }
 
@@ -71,6 +114,9 @@ func writeHTTPError(w http.ResponseWriter, status int) {
 
 // canonical builds the request's CGI variables and body.
 func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
+	if err := f.checkHeaders(r.Header); err != nil {
+		return nil, err
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -89,7 +135,7 @@ func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
 
 	host, port := hostPort(r.Host)
 	if host == "" {
-		host = f.ServerName
+		host = f.cfg.ServerName
 		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && host == "" {
 			host, port = hostPort(la.String())
 		}
@@ -121,11 +167,35 @@ func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
 		Method: r.Method,
 		URI:    r.RequestURI,
 	}
-	if err := f.body(r, req, l); err != nil {
-		return req, err
+	switch n := r.ContentLength; {
+	case r.Body == nil || r.Body == http.NoBody || n == 0:
+	case n > 0:
+		// The var is set now; a chunked body's length is known only once
+		// it is read (readBody), when it is set through req.
+		req.ContentLength = n
+		l.set("CONTENT_LENGTH", strconv.AppendInt(nil, n, 10))
+	default:
+		req.ContentLength = -1 // chunked: readBody sets CONTENT_LENGTH
 	}
 	req.Vars = l.vars
 	return req, nil
+}
+
+// checkHeaders applies --max-headers: net/http caps the head's size but
+// not its field count.
+func (f *HTTP) checkHeaders(h http.Header) error {
+	max := f.h.Limits.MaxHeaders
+	if max <= 0 {
+		return nil
+	}
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	if n > max {
+		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header fields", fmt.Errorf("%d > --max-headers %d", n, max))
+	}
+	return nil
 }
 
 // addHeaders maps request headers to HTTP_* in a stable (sorted) order, since
@@ -163,90 +233,18 @@ func addHeaders(l *varList, hdr http.Header) {
 	}
 }
 
-// body sets the request body. A known length over the limit is 413 before
-// anything is read, so no 100 Continue goes out (H6). A chunked body is
-// buffered whole (H7 buffer mode) so the app sees a CONTENT_LENGTH.
-func (f *HTTP) body(r *http.Request, req *request.Request, l *varList) error {
-	switch n := r.ContentLength; {
-	case n == 0 || r.Body == nil || r.Body == http.NoBody:
-		req.ContentLength = 0
-	case n > f.H.MaxBody:
-		return request.Errorf(http.StatusRequestEntityTooLarge, "request body too large", fmt.Errorf("content-length %d > %d", n, f.H.MaxBody))
-	case n > 0 && n <= prefetchMax:
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return request.Errorf(http.StatusBadRequest, "short request body", err)
-		}
-		req.ContentLength, req.Prefetched = n, buf
-	case n > 0:
-		req.ContentLength, req.Body = n, r.Body
-	default: // chunked
-		sp, err := spool(r.Body, f.H.MaxBody)
-		if err != nil {
-			return err
-		}
-		req.ContentLength = sp.size
-		if sp.mem != nil {
-			req.Prefetched = sp.mem
-		} else {
-			req.Body = sp.file
-		}
-	}
-	if req.ContentLength > 0 {
-		l.set("CONTENT_LENGTH", strconv.AppendInt(nil, req.ContentLength, 10))
-	}
-	return nil
-}
-
-// spooled is a fully read chunked body: in memory when small, else in an
-// unlinked temp file.
-type spooled struct {
-	size int64
-	mem  []byte
-	file *os.File
-}
-
-func spool(body io.Reader, max int64) (*spooled, error) {
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, body, prefetchMax+1)
-	if err == io.EOF || (err == nil && n <= prefetchMax) {
-		return &spooled{size: n, mem: buf.Bytes()}, nil
-	}
-	if err != nil {
-		return nil, request.Errorf(http.StatusBadRequest, "reading chunked body", err)
-	}
-	f, err := os.CreateTemp("", "bridge-body-")
-	if err != nil {
-		return nil, request.Errorf(http.StatusInternalServerError, "spooling body", err)
-	}
-	os.Remove(f.Name())
-	total, err := io.Copy(f, io.MultiReader(&buf, io.LimitReader(body, max+1-n)))
-	if err != nil {
-		f.Close()
-		return nil, request.Errorf(http.StatusBadRequest, "reading chunked body", err)
-	}
-	if total > max {
-		f.Close()
-		return nil, request.Errorf(http.StatusRequestEntityTooLarge, "request body too large", fmt.Errorf("chunked body over %d bytes", max))
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, request.Errorf(http.StatusInternalServerError, "spooling body", err)
-	}
-	return &spooled{size: total, file: f}, nil
-}
-
 // httpWriter adapts http.ResponseWriter to request.ResponseWriter.
 type httpWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController // made once: every chunk is flushed (W23)
-	log zerolog.Logger
+	h   *Handler
+	req *request.Request
 }
 
 func (hw *httpWriter) WriteHead(status int, _ string, headers []*bridgev1.Header) error {
 	h := hw.w.Header()
 	headers = endToEnd(headers, func(name []byte) {
-		hw.log.Warn().Bytes("header", name).Msg("dropped hop-by-hop response header from the app")
+		hw.h.Log.Warn().Str("req_id", hw.req.ID).Bytes("header", name).Msg("dropped hop-by-hop response header from the app")
 	})
 	for _, kv := range headers {
 		// Assign to the map directly: Add would canonicalize the name; the
@@ -267,7 +265,15 @@ func (hw *httpWriter) WriteHead(status int, _ string, headers []*bridgev1.Header
 	return nil
 }
 
+// armWrite sets the write deadline for the next write: a client that
+// stops reading is cut after the write timeout and the request's slot
+// freed, instead of holding it as long as it keeps the connection open.
+func (hw *httpWriter) armWrite() {
+	_ = hw.rc.SetWriteDeadline(until(hw.h.Limits.WriteTimeout, hw.req.Deadline))
+}
+
 func (hw *httpWriter) Write(p []byte) error {
+	hw.armWrite()
 	if _, err := hw.w.Write(p); err != nil {
 		return err
 	}
@@ -280,19 +286,8 @@ func (hw *httpWriter) SendFile(path string, offset, n int64) error {
 		return err
 	}
 	defer f.Close()
-	if _, err := io.Copy(hw.w, body); err != nil {
+	if err := copyWithDeadlines(hw.w, body, hw.armWrite); err != nil {
 		return err
 	}
 	return hw.rc.Flush()
-}
-
-// NewHTTPServer wraps the front in an http.Server with bridge's timeouts.
-func NewHTTPServer(f *HTTP, base func(net.Listener) context.Context) *http.Server {
-	return &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: defaultReadTimeout,
-		IdleTimeout:       defaultIdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		BaseContext:       base,
-	}
 }

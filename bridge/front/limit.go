@@ -1,46 +1,78 @@
 package front
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
+	"time"
+
+	"bridge/bridge/request"
 )
 
-// LimitListener accepts at most n connections open at once. Past that,
-// Accept waits for one to close and further clients wait in the kernel's
-// accept queue (where nginx's connect timeout applies) instead of each
-// costing bridge a goroutine, buffers and a file descriptor.
-func LimitListener(ln net.Listener, n int) net.Listener {
+const (
+	// maxRefusing bounds the connections being answered 503 at once; past
+	// it, more are closed unanswered (a flood gets no goroutine each).
+	maxRefusing = 64
+	// refuseReadTimeout is how long a refused client may take to send its
+	// request head, read only so that it sees the 503 rather than a reset.
+	refuseReadTimeout = time.Second
+)
+
+// LimitListener accepts at most n connections open at once (n <= 0: no
+// limit). A connection past the limit is handed to refuse, which answers
+// 503 in the front's protocol and closes it, so a client learns at once
+// that bridge is full instead of waiting in the kernel's accept queue.
+func LimitListener(ln net.Listener, n int, refuse func(net.Conn)) net.Listener {
 	if n <= 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), refusing: make(chan struct{}, maxRefusing), refuse: refuse}
 }
 
 type limitListener struct {
 	net.Listener
-	sem       chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	sem      chan struct{}
+	refusing chan struct{}
+	refuse   func(net.Conn)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+		}
+		select {
+		case l.refusing <- struct{}{}:
+			go func() {
+				defer func() { <-l.refusing }()
+				l.refuse(c)
+			}()
+		default:
+			c.Close()
+		}
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
 }
 
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
+// errOverLimit is the rejection of a connection past --max-connections.
+func errOverLimit(n int) error {
+	return request.Errorf(http.StatusServiceUnavailable, "too many connections", fmt.Errorf("--max-connections %d reached", n))
+}
+
+// remoteOf names a connection's peer for the log ("" on a unix socket,
+// where nginx is the only peer).
+func remoteOf(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 // limitConn gives its place back once, however often it is closed.

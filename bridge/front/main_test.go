@@ -48,6 +48,14 @@ func startStackWith(t testing.TB, timeout time.Duration, tune func(*supervise.Co
 // startStackPool is startStackWith over a given pool (queue limits).
 func startStackPool(t testing.TB, timeout time.Duration, pool *dispatch.Pool, tune func(*supervise.Config)) *stack {
 	t.Helper()
+	lim := front.DefaultLimits()
+	lim.Timeout, lim.MaxBody = timeout, 8<<20
+	return startStackLimits(t, lim, pool, tune)
+}
+
+// startStackLimits is the whole stack with the fronts' limits given.
+func startStackLimits(t testing.TB, lim front.Limits, pool *dispatch.Pool, tune func(*supervise.Config)) *stack {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
 	cfg := supervise.Config{
@@ -61,32 +69,35 @@ func startStackPool(t testing.TB, timeout time.Duration, pool *dispatch.Pool, tu
 	if err := fleet.Start(context.Background()); err != nil {
 		t.Fatalf("start workers: %v", err)
 	}
-	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Timeout: timeout, MaxBody: 8 << 20}
+	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Limits: lim}
+	fc := front.Config{Handler: h, ServerName: "testhost", Modifiers: runners.AppModifiers(), SocketMode: 0o600}
+	hf, uf := front.Kinds["http"](fc), front.Kinds["uwsgi"](fc)
 
-	hl, err := front.Listen("127.0.0.1:0", 0)
+	hl, err := hf.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := front.NewHTTPServer(&front.HTTP{H: h, ServerName: "testhost"}, nil)
-	go srv.Serve(hl)
-
-	ul, err := front.Listen("127.0.0.1:0", 0)
+	go hf.Serve(hl)
+	ul, err := uf.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "u.sock")
-	us, err := front.Listen("unix:"+sock, 0o600)
+	us, err := uf.Listen("unix:" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &front.Uwsgi{H: h, ServerName: "testhost", Modifiers: runners.AppModifiers()}
-	go u.Serve(context.Background(), ul)
-	go u.Serve(context.Background(), us)
+	go uf.Serve(ul)
+	go uf.Serve(us)
 
 	t.Cleanup(func() {
-		srv.Close()
+		hl.Close()
 		ul.Close()
 		us.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		hf.Drain(ctx)
+		uf.Drain(ctx)
+		cancel()
 		fleet.Stop(time.Second)
 		if t.Failed() {
 			t.Logf("bridge log:\n%s", logs.String())

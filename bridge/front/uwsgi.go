@@ -2,6 +2,7 @@ package front
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,17 +22,43 @@ import (
 // Uwsgi is the uwsgi front (nginx uwsgi_pass): one request per connection,
 // response as a raw HTTP/1.1 head and body, connection closed after it (U18).
 type Uwsgi struct {
-	H *Handler
-	// ServerName is the fallback SERVER_NAME (U15).
-	ServerName string
-	// Modifiers are the packet modifier1 values served (U17): the caller
-	// knows which interfaces its runner answers to (runners.AppModifiers).
-	// Others get 500, as uWSGI answers a modifier it has no plugin for.
-	Modifiers []uint8
+	cfg Config
+	h   *Handler
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+}
+
+// NewUwsgi returns the uwsgi front.
+func NewUwsgi(c Config) *Uwsgi {
+	if c.Base == nil {
+		c.Base = context.Background()
+	}
+	return &Uwsgi{cfg: c, h: c.Handler}
+}
+
+// Listen opens addr; past the connection limit a client gets 503.
+func (u *Uwsgi) Listen(addr string) (net.Listener, error) {
+	ln, err := Listen(addr, u.cfg.SocketMode)
+	if err != nil {
+		return nil, err
+	}
+	return LimitListener(ln, u.h.Limits.MaxConns, u.refuse), nil
+}
+
+// refuse answers a connection over the limit: its packet is read (briefly)
+// so that nginx sees the answer rather than a reset, then 503.
+func (u *Uwsgi) refuse(c net.Conn) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(refuseReadTimeout))
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	_, _ = uwsgi.ReadPacket(br)
+	br.Reset(nil)
+	readerPool.Put(br)
+	out := u.h.Reject(nil, remoteOf(c), errOverLimit(u.h.Limits.MaxConns))
+	writeUwsgiError(c, out.Status)
 }
 
 // Serve accepts connections until ln is closed. It returns nil after Close.
@@ -41,8 +68,8 @@ type Uwsgi struct {
 // served its connection goes back to Accept (or exits, past maxIdleAcceptors
 // waiting). A goroutine per connection grew its stack from scratch for every
 // request (runtime.newstack/copystack: 6% of bridge's CPU on hello at c=50).
-func (u *Uwsgi) Serve(ctx context.Context, ln net.Listener) error {
-	a := &acceptors{u: u, ctx: ctx, ln: ln, idle: 1, done: make(chan struct{})}
+func (u *Uwsgi) Serve(ln net.Listener) error {
+	a := &acceptors{u: u, ctx: u.cfg.Base, ln: ln, idle: 1, done: make(chan struct{})}
 	go a.run()
 	<-a.done
 	return a.err
@@ -127,9 +154,9 @@ func (u *Uwsgi) track(c net.Conn, add bool) {
 	}
 }
 
-// Wait blocks until every connection being served has finished, or ctx ends;
-// then it closes the stragglers.
-func (u *Uwsgi) Wait(ctx context.Context) {
+// Drain blocks until every connection being served has finished, or ctx
+// ends; then it closes the stragglers.
+func (u *Uwsgi) Drain(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { u.wg.Wait(); close(done) }()
 	select {
@@ -153,7 +180,10 @@ var (
 
 func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(defaultReadTimeout))
+	lim := &u.h.Limits
+	if lim.HeaderTimeout > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(lim.HeaderTimeout))
+	}
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(c)
 	defer func() {
@@ -164,35 +194,45 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 	pkt, err := uwsgi.ReadPacket(br)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
-			u.H.Log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("bad uwsgi packet; closing")
-			writeUwsgiError(c, http.StatusBadRequest)
+			out := u.h.Reject(nil, remoteOf(c), request.Errorf(http.StatusBadRequest, "bad uwsgi packet", err))
+			writeUwsgiError(c, out.Status)
 		}
 		return
 	}
-	if !slices.Contains(u.Modifiers, pkt.Modifier1) {
-		u.H.Log.Warn().Uint8("modifier1", pkt.Modifier1).Msg("unsupported uwsgi modifier1")
-		writeUwsgiError(c, http.StatusInternalServerError)
+	start := time.Now()
+	if !slices.Contains(u.cfg.Modifiers, pkt.Modifier1) {
+		out := u.h.Reject(nil, remoteOf(c), request.Errorf(http.StatusInternalServerError, "unsupported uwsgi modifier1", fmt.Errorf("modifier1 %d", pkt.Modifier1)))
+		writeUwsgiError(c, out.Status)
+		return
+	}
+	if err := u.checkHead(pkt); err != nil {
+		out := u.h.Reject(nil, remoteOf(c), err)
+		writeUwsgiError(c, out.Status)
 		return
 	}
 	req, err := u.canonical(pkt)
-	if err == nil {
-		err = u.body(br, req)
-	}
 	if err != nil {
-		u.H.Log.Warn().Err(err).Msg("bad uwsgi request")
-		writeUwsgiError(c, request.StatusOf(err))
+		out := u.h.Reject(req, remoteOf(c), err)
+		writeUwsgiError(c, out.Status)
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	req.Start = start
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch := &disconnectWatch{c: c, cancel: cancel}
 	defer watch.stop()
-	if req.Body == nil {
+	// Once the body is in, no read deadline may stay behind: the
+	// disconnect watch reads with none.
+	bodyDone := func() {
+		_ = c.SetReadDeadline(time.Time{})
 		watch.start()
+	}
+	if req.ContentLength == 0 {
+		bodyDone()
 	} else {
-		req.Body = &eofHook{r: req.Body, fn: watch.start}
+		raw := &progressReader{r: io.LimitReader(br, req.ContentLength), set: c.SetReadDeadline, every: lim.BodyTimeout, req: req}
+		req.Body = &countHook{r: raw, left: req.ContentLength, fn: bodyDone}
 	}
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(c)
@@ -200,16 +240,17 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 		bw.Reset(nil)
 		writerPool.Put(bw)
 	}()
-	w := &uwsgiWriter{c: c, bw: bw, h: u.H, head: req.Method == "HEAD"}
-	err = u.H.Serve(ctx, req, w)
-	var re *request.Error
+	w := &uwsgiWriter{c: c, bw: bw, h: u.h, req: req, head: req.Method == "HEAD"}
+	out := u.h.Serve(ctx, req, w)
 	switch {
-	case err == nil:
-		_ = w.bw.Flush()
-	case errors.As(err, &re) && !w.headSent:
-		writeUwsgiError(c, re.Status)
-	case errors.Is(err, request.ErrAbort):
+	case out.Reply:
+		writeUwsgiError(c, out.Status)
+	case out.Cut:
 		abortConn(c)
+	default:
+		if err := w.flush(); err != nil {
+			u.h.Log.Warn().Err(err).Str("req_id", req.ID).Msg("writing the end of the response failed")
+		}
 	}
 }
 
@@ -257,18 +298,42 @@ func (d *disconnectWatch) stop() {
 	}
 }
 
-// eofHook calls fn once when the body reader reaches its end.
-type eofHook struct {
-	r    io.Reader
-	fn   func()
-	done bool
+// checkHead applies the header limits to a packet's vars: the count of
+// HTTP_ vars (the request's header fields) and the size of the var block.
+func (u *Uwsgi) checkHead(pkt *uwsgi.Packet) error {
+	lim := &u.h.Limits
+	headers, size := 0, 0
+	for _, v := range pkt.Vars {
+		if bytes.HasPrefix(v.Name, []byte("HTTP_")) {
+			headers++
+		}
+		size += 4 + len(v.Name) + len(v.Value)
+	}
+	switch {
+	case lim.MaxHeaders > 0 && headers > lim.MaxHeaders:
+		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header fields", fmt.Errorf("%d > --max-headers %d", headers, lim.MaxHeaders))
+	case lim.MaxHeaderSize > 0 && size > lim.MaxHeaderSize:
+		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "request head too large", fmt.Errorf("%d bytes of vars > --max-header-size %d", size, lim.MaxHeaderSize))
+	}
+	return nil
 }
 
-func (e *eofHook) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && !e.done {
-		e.done = true
-		e.fn()
+// countHook calls fn once the body's last byte has been read: the body is
+// read exactly to its length, so its EOF may never be asked for.
+type countHook struct {
+	r    io.Reader
+	left int64
+	fn   func()
+}
+
+func (h *countHook) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if h.left > 0 {
+		h.left -= int64(n)
+		if h.left <= 0 || err != nil {
+			h.left = 0
+			h.fn()
+		}
 	}
 	return n, err
 }
@@ -300,26 +365,6 @@ func writeUwsgiError(c net.Conn, status int) {
 	_, _ = c.Write(append(out, body...))
 }
 
-// body prepares the request body: exactly CONTENT_LENGTH bytes after the
-// vars (U9). Small bodies are read now so the request is one message.
-func (u *Uwsgi) body(br *bufio.Reader, req *request.Request) error {
-	n := req.ContentLength
-	switch {
-	case n == 0:
-	case n > u.H.MaxBody:
-		return request.Errorf(http.StatusRequestEntityTooLarge, "request body too large", fmt.Errorf("content-length %d > %d", n, u.H.MaxBody))
-	case n <= prefetchMax:
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return request.Errorf(http.StatusBadRequest, "short request body", err)
-		}
-		req.Prefetched = buf
-	default:
-		req.Body = io.LimitReader(br, n)
-	}
-	return nil
-}
-
 // uwsgiWriter writes the response in the uwsgi front's framing. The head
 // stays in the buffer until the first chunk, so a small response is one
 // write.
@@ -327,6 +372,7 @@ type uwsgiWriter struct {
 	c        net.Conn
 	bw       *bufio.Writer
 	h        *Handler
+	req      *request.Request
 	headSent bool
 	head     bool // HEAD request: nginx reads to close, so no body at all (U23)
 	scratch  []uwsgi.Header
@@ -359,6 +405,17 @@ func (w *uwsgiWriter) Write(p []byte) error {
 	if _, err := w.bw.Write(p); err != nil {
 		return err
 	}
+	return w.flush()
+}
+
+// flush writes what is buffered with a write deadline: a client (or an
+// nginx with its buffers full) that stops reading is cut after the write
+// timeout, and the request's slot freed, instead of holding it forever.
+func (w *uwsgiWriter) flush() error {
+	if w.bw.Buffered() == 0 {
+		return nil
+	}
+	_ = w.c.SetWriteDeadline(until(w.h.Limits.WriteTimeout, w.req.Deadline))
 	return w.bw.Flush()
 }
 
@@ -366,7 +423,7 @@ func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
 	if w.head {
 		return nil
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	f, body, err := openRegion(path, offset, n)
@@ -374,7 +431,7 @@ func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
 		return err
 	}
 	defer f.Close()
-	// net.Conn's ReadFrom uses sendfile(2) for a file source.
-	_, err = io.Copy(w.c, body)
-	return err
+	return copyWithDeadlines(w.c, body, func() {
+		_ = w.c.SetWriteDeadline(until(w.h.Limits.WriteTimeout, w.req.Deadline))
+	})
 }

@@ -71,7 +71,7 @@ func (u *Uwsgi) canonical(pkt *uwsgi.Packet) (*request.Request, error) {
 	if len(l.get("SERVER_NAME")) == 0 { // U15
 		host, _ := hostPort(string(l.get("HTTP_HOST")))
 		if host == "" {
-			host = u.ServerName
+			host = u.cfg.ServerName
 		}
 		l.set("SERVER_NAME", []byte(host))
 	}

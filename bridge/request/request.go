@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	bridgev1 "bridge/proto/bridge/v1"
 )
@@ -30,6 +31,11 @@ type Request struct {
 
 	// Method and URI are kept for the access log.
 	Method, URI string
+
+	// Start is when the request's head had been read. Deadline is Start
+	// plus the request timeout (zero: none): no wait of the request, on
+	// the client or on the runner, runs past it.
+	Start, Deadline time.Time
 }
 
 // ResponseWriter is what a front gives dispatch to write a response into.
