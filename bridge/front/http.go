@@ -114,7 +114,7 @@ func writeHTTPError(w http.ResponseWriter, status int) {
 
 // canonical builds the request's CGI variables and body.
 func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
-	if err := f.checkHeaders(r.Header); err != nil {
+	if err := f.checkHeaders(r); err != nil {
 		return nil, err
 	}
 	scheme := "http"
@@ -181,19 +181,23 @@ func (f *HTTP) canonical(r *http.Request) (*request.Request, error) {
 	return req, nil
 }
 
-// checkHeaders applies --max-headers: net/http caps the head's size but
-// not its field count.
-func (f *HTTP) checkHeaders(h http.Header) error {
-	max := f.h.Limits.MaxHeaders
-	if max <= 0 {
-		return nil
-	}
-	n := 0
-	for _, vs := range h {
+// checkHeaders applies --max-headers and --max-header-size. net/http
+// caps the head only near the size (it allows 4 KiB of slack, and answers
+// beyond that itself) and not the field count at all.
+func (f *HTTP) checkHeaders(r *http.Request) error {
+	lim := &f.h.Limits
+	n, size := 0, len(r.Method)+len(r.RequestURI)+len(r.Proto)+4+len(r.Host)+8
+	for k, vs := range r.Header {
 		n += len(vs)
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
 	}
-	if n > max {
-		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header fields", fmt.Errorf("%d > --max-headers %d", n, max))
+	switch {
+	case lim.MaxHeaders > 0 && n > lim.MaxHeaders:
+		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header fields", fmt.Errorf("%d > --max-headers %d", n, lim.MaxHeaders))
+	case lim.MaxHeaderSize > 0 && size > lim.MaxHeaderSize:
+		return request.Errorf(http.StatusRequestHeaderFieldsTooLarge, "request head too large", fmt.Errorf("%d bytes > --max-header-size %d", size, lim.MaxHeaderSize))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,32 @@ type stack struct {
 	logs      *syncBuffer
 	fleet     *supervise.Fleet
 	pool      *dispatch.Pool
+	counted   *statusCounts // what the metrics hook saw
+}
+
+// statusCounts records the statuses the Handler's metrics hook reports.
+type statusCounts struct {
+	mu       sync.Mutex
+	inFlight int
+	byStatus map[int]int
+}
+
+func (c *statusCounts) begin() func(string, int, time.Duration) {
+	c.mu.Lock()
+	c.inFlight++
+	c.mu.Unlock()
+	return func(_ string, status int, _ time.Duration) {
+		c.mu.Lock()
+		c.inFlight--
+		c.byStatus[status]++
+		c.mu.Unlock()
+	}
+}
+
+func (c *statusCounts) get(status int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byStatus[status]
 }
 
 func startStack(t testing.TB, timeout time.Duration) *stack {
@@ -69,7 +96,8 @@ func startStackLimits(t testing.TB, lim front.Limits, pool *dispatch.Pool, tune 
 	if err := fleet.Start(context.Background()); err != nil {
 		t.Fatalf("start workers: %v", err)
 	}
-	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Limits: lim}
+	counted := &statusCounts{byStatus: map[int]int{}}
+	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Limits: lim, Begin: counted.begin}
 	fc := front.Config{Handler: h, ServerName: "testhost", Modifiers: runners.AppModifiers(), SocketMode: 0o600}
 	hf, uf := front.Kinds["http"](fc), front.Kinds["uwsgi"](fc)
 
@@ -103,7 +131,7 @@ func startStackLimits(t testing.TB, lim front.Limits, pool *dispatch.Pool, tune 
 			t.Logf("bridge log:\n%s", logs.String())
 		}
 	})
-	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs, fleet: fleet, pool: pool}
+	return &stack{httpURL: "http://" + hl.Addr().String(), uwsgiTCP: ul.Addr().String(), uwsgiSock: sock, logs: logs, fleet: fleet, pool: pool, counted: counted}
 }
 
 var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}

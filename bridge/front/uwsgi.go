@@ -402,20 +402,29 @@ func (w *uwsgiWriter) Write(p []byte) error {
 	if w.head {
 		return nil
 	}
+	// Armed before the copy into the buffer: a chunk bigger than the
+	// buffer is written through at once.
+	w.arm()
 	if _, err := w.bw.Write(p); err != nil {
 		return err
 	}
-	return w.flush()
+	return w.bw.Flush()
 }
 
-// flush writes what is buffered with a write deadline: a client (or an
-// nginx with its buffers full) that stops reading is cut after the write
-// timeout, and the request's slot freed, instead of holding it forever.
+// arm sets the write deadline for the writes that follow: a client (or
+// an nginx with its buffers full) that stops reading is cut after the
+// write timeout, and the request's slot freed, instead of holding it for
+// as long as it keeps the connection open.
+func (w *uwsgiWriter) arm() {
+	_ = w.c.SetWriteDeadline(until(w.h.Limits.WriteTimeout, w.req.Deadline))
+}
+
+// flush writes what is buffered, under a write deadline.
 func (w *uwsgiWriter) flush() error {
 	if w.bw.Buffered() == 0 {
 		return nil
 	}
-	_ = w.c.SetWriteDeadline(until(w.h.Limits.WriteTimeout, w.req.Deadline))
+	w.arm()
 	return w.bw.Flush()
 }
 
@@ -431,7 +440,5 @@ func (w *uwsgiWriter) SendFile(path string, offset, n int64) error {
 		return err
 	}
 	defer f.Close()
-	return copyWithDeadlines(w.c, body, func() {
-		_ = w.c.SetWriteDeadline(until(w.h.Limits.WriteTimeout, w.req.Deadline))
-	})
+	return copyWithDeadlines(w.c, body, w.arm)
 }

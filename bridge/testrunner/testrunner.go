@@ -192,6 +192,8 @@ func head(status uint32, kv ...string) *bridgev1.ResponseHead {
 //	/crash          the runner process exits mid-request (→ 502)
 //	/hang?ms=M      answers after M ms, ignoring cancellation (a stuck app)
 //	/grow?mb=N      keeps N more MiB resident, answers "grew"
+//	/big?mb=N       N MiB of body in 64 KiB chunks (a client that does not
+//	                read it blocks the response)
 func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) error {
 	v := vars(h)
 	q := query(v["QUERY_STRING"])
@@ -262,6 +264,18 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 	case "/lower":
 		// Rack 3 spells every header name in lower case.
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "content-type", "text/x-kit", "content-length", "2", "x-ok", "1"), Body: []byte("ok"), End: true})
+	case "/big":
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < atoi(q["mb"], 1)*16; i++ {
+			f := &bridgev1.ResponseFrame{Body: chunk}
+			if i == 0 {
+				f.Head = head(200, "Content-Type", "application/octet-stream")
+			}
+			if err := st.Send(f); err != nil {
+				return err
+			}
+		}
+		return st.Send(&bridgev1.ResponseFrame{End: true})
 	case "/crash":
 		os.Exit(3)
 	case "/hang":
