@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -56,7 +57,8 @@ func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.Re
 		if s.worker.CancelGrace > 0 {
 			s.abandon(ctx, req.ID)
 		}
-		if ctx.Err() == nil && request.StatusOf(err) == http.StatusBadGateway {
+		var bad *HeadError
+		if ctx.Err() == nil && request.StatusOf(err) == http.StatusBadGateway && !errors.As(err, &bad) {
 			s.worker.broken() // the runner may be gone: have it checked now
 		}
 	}
@@ -90,7 +92,7 @@ func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request,
 	if req.Body != nil {
 		snd = startSender(stream, req.Body)
 	}
-	clean, err = s.receive(stream, rw, res, log)
+	clean, err = s.receive(stream, rw, req.Method == "HEAD", res, log)
 	if snd != nil && !snd.finish() {
 		clean = false
 	}
@@ -100,14 +102,17 @@ func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request,
 // receive reads response frames until the response ends. A response's
 // first body chunk is written at once (with the head, one write); later
 // small chunks go through a coalescer, which writes whatever has piled up
-// while it was writing in one go.
-func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWriter, res *Result, log zerolog.Logger) (bool, error) {
+// while it was writing in one go. The head is checked first (checkHead);
+// the body is held to the Content-Length it declares (bodyLength). head
+// says the request was a HEAD.
+func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWriter, head bool, res *Result, log zerolog.Logger) (bool, error) {
 	var co *coalescer
 	defer func() {
 		if co != nil {
 			co.stop() // the front owns rw again once receive returns
 		}
 	}()
+	lim := bodyLength{declared: -1}
 	for {
 		f, err := stream.Recv()
 		if err != nil {
@@ -117,47 +122,77 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 			return false, s.unavailable(stream, err)
 		}
 		if h := f.Head; h != nil && !res.HeadSent {
-			if h.Status < 200 || h.Status > 999 {
-				return false, request.Errorf(http.StatusInternalServerError, "runner sent invalid status", fmt.Errorf("status %d", h.Status))
+			headers, declared, err := checkHead(h.Status, h.Reason, h.Headers, func(name []byte, why string) {
+				log.Warn().Str("worker", s.worker.Name).Bytes("header", name).Msg("dropped " + why + " response header from the app")
+			})
+			if err != nil {
+				// The runner let through what its shim should have refused
+				// (an exec: runner need not check): the client gets 502 and
+				// the stream is dropped with the rest of the response.
+				he := err.(*HeadError)
+				ev := log.Warn().Str("worker", s.worker.Name)
+				if he.Header != "" {
+					ev = ev.Str("header", he.Header)
+				}
+				ev.Str("problem", he.Problem).Msg("runner sent an invalid response head; answering 502")
+				return false, request.Errorf(http.StatusBadGateway, "runner sent an invalid response head", err)
 			}
+			lim.declared = declared
 			res.Status, res.HeadSent = int(h.Status), true
-			if err := rw.WriteHead(int(h.Status), h.Reason, h.Headers); err != nil {
+			if err := rw.WriteHead(int(h.Status), h.Reason, headers); err != nil {
 				return false, ErrClientGone
 			}
 		}
 		if (len(f.Body) > 0 || f.File != nil) && !res.HeadSent {
 			return false, request.Errorf(http.StatusBadGateway, "runner sent body before head", nil)
 		}
-		if len(f.Body) > 0 {
+		if body := f.Body; len(body) > 0 {
+			if n := lim.take(int64(len(body))); n < int64(len(body)) {
+				lim.overrun(log, s.worker.Name)
+				body = body[:n]
+			}
 			var err error
 			switch {
-			case co == nil && (res.Bytes == 0 || f.End || len(f.Body) > coalesceMax):
-				err = rw.Write(f.Body)
-			case len(f.Body) > coalesceMax:
+			case len(body) == 0:
+			case co == nil && (res.Bytes == 0 || f.End || len(body) > coalesceMax):
+				err = rw.Write(body)
+			case len(body) > coalesceMax:
 				if err = co.drain(); err == nil {
-					err = rw.Write(f.Body)
+					err = rw.Write(body)
 				}
 			default:
 				if co == nil {
 					co = newCoalescer(rw)
 				}
-				err = co.add(f.Body)
+				err = co.add(body)
 			}
 			if err != nil {
 				return false, ErrClientGone
 			}
-			res.Bytes += int64(len(f.Body))
+			res.Bytes += int64(len(body))
 		}
-		if co != nil && (f.File != nil || f.End) {
+		if co != nil && (f.File != nil || f.End || lim.cut) {
 			if err := co.drain(); err != nil {
 				return false, ErrClientGone
 			}
 		}
 		if fl := f.File; fl != nil {
-			if err := rw.SendFile(fl.Path, fl.Offset, fl.Length); err != nil {
-				log.Error().Err(err).Str("path", fl.Path).Msg("sending file body failed")
-				return false, request.ErrAbort
+			n := lim.file(fl)
+			if n != fl.Length {
+				lim.overrun(log, s.worker.Name)
 			}
+			if n != 0 {
+				if err := rw.SendFile(fl.Path, fl.Offset, n); err != nil {
+					log.Error().Err(err).Str("path", fl.Path).Msg("sending file body failed")
+					return false, request.ErrAbort
+				}
+			}
+		}
+		if lim.cut && !f.End {
+			// Everything declared has gone out: the response is complete.
+			// The rest of the app's body is not waited for: dropping the
+			// stream cancels the request, and the runner closes the body.
+			return false, nil
 		}
 		if !f.End {
 			continue
@@ -181,8 +216,74 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 		if !res.HeadSent {
 			return false, request.Errorf(http.StatusBadGateway, "runner ended without a head", nil)
 		}
+		if lim.short(head, res.Status) {
+			// A clean end would pass a cut body off as complete: abort, so
+			// that nginx or the HTTP client sees the truncation (G13, G3).
+			log.Warn().Str("worker", s.worker.Name).Int64("content_length", lim.declared).Int64("sent", lim.sent).
+				Msg("runner's body is shorter than its Content-Length; aborting the response")
+			return true, request.ErrAbort
+		}
 		return true, nil
 	}
+}
+
+// bodyLength holds a response body to the Content-Length its app declared
+// (G13). More is cut at the declared length; less is an abort.
+type bodyLength struct {
+	declared int64 // -1: no Content-Length
+	sent     int64 // body bytes let through so far
+	cut      bool  // the body ran past declared
+	logged   bool
+}
+
+// take lets up to n more bytes through and returns how many.
+func (b *bodyLength) take(n int64) int64 {
+	if b.declared < 0 {
+		return n
+	}
+	if left := b.declared - b.sent; n > left {
+		n, b.cut = left, true
+	}
+	b.sent += n
+	return n
+}
+
+// file returns the length to send of a file frame: its own, or less when
+// that would run past the declared length. A length to the end of the file
+// (-1) is made exact with a stat when a Content-Length was declared; if the
+// stat fails, the send fails too.
+func (b *bodyLength) file(fl *bridgev1.File) int64 {
+	n := fl.Length
+	if b.declared < 0 {
+		return n
+	}
+	if n < 0 {
+		st, err := os.Stat(fl.Path)
+		if err != nil {
+			return n
+		}
+		n = max(st.Size()-fl.Offset, 0)
+	}
+	if m := b.take(n); m < n {
+		return m
+	}
+	return fl.Length
+}
+
+// overrun logs, once, that the body went past its Content-Length.
+func (b *bodyLength) overrun(log zerolog.Logger, worker string) {
+	if b.logged {
+		return
+	}
+	b.logged = true
+	log.Warn().Str("worker", worker).Int64("content_length", b.declared).
+		Msg("runner sent more body than its Content-Length; cut at the declared length")
+}
+
+// short reports a body that ended before its declared length. HEAD, 204 and
+// 304 responses may declare a length they do not send (W30, RFC 9110 8.6).
+func (b *bodyLength) short(head bool, status int) bool {
+	return b.declared >= 0 && b.sent < b.declared && !head && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func (s *Slot) unavailable(stream bridgev1.Runner_SlotClient, err error) error {

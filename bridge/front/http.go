@@ -247,9 +247,6 @@ type httpWriter struct {
 
 func (hw *httpWriter) WriteHead(status int, _ string, headers []*bridgev1.Header) error {
 	h := hw.w.Header()
-	headers = endToEnd(headers, func(name []byte) {
-		hw.h.Log.Warn().Str("req_id", hw.req.ID).Bytes("header", name).Msg("dropped hop-by-hop response header from the app")
-	})
 	for _, kv := range headers {
 		// Assign to the map directly: Add would canonicalize the name; the
 		// app's spelling is kept as given. But net/http acts on the two

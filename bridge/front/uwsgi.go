@@ -384,9 +384,6 @@ const headWarn = 4096
 func (w *uwsgiWriter) WriteHead(status int, reason string, headers []*bridgev1.Header) error {
 	w.headSent = true
 	w.scratch = w.scratch[:0]
-	headers = endToEnd(headers, func(name []byte) {
-		w.h.Log.Warn().Bytes("header", name).Msg("dropped hop-by-hop response header from the app")
-	})
 	for _, h := range headers {
 		w.scratch = append(w.scratch, uwsgi.Header{Name: h.Name, Value: h.Value})
 	}

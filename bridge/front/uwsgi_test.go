@@ -288,7 +288,8 @@ func TestUwsgiErrorBeforeHead(t *testing.T) {
 	}
 }
 
-// G12 H13: hop-by-hop headers from a runner never reach the wire.
+// G12 H13 G26: hop-by-hop headers from a runner never reach the wire
+// (dropped in dispatch, for both fronts).
 func TestHopByHopHeadersDropped(t *testing.T) {
 	s := startStack(t, 0)
 	p, _ := golden(t, "get_plain")

@@ -189,6 +189,12 @@ func head(status uint32, kv ...string) *bridgev1.ResponseHead {
 //	/error-before   app error before the head (→ 500)
 //	/error-after    one chunk, then an app error (→ abort)
 //	/hop            a response with hop-by-hop headers (fronts drop them)
+//	/bad-header     a header value with CR LF in it (refused: 502)
+//	/bad-reason     a reason phrase with CR LF in it (refused: 502)
+//	/bad-name       a header name that is not a token (refused: 502)
+//	/long?stream=1  Content-Length 5, body "hello world" (cut at 5); with
+//	                stream=1 in three frames, the app still sending
+//	/short          Content-Length 10, body "short" (aborted)
 //	/crash          the runner process exits mid-request (→ 502)
 //	/hang?ms=M      answers after M ms, ignoring cancellation (a stuck app)
 //	/grow?mb=N      keeps N more MiB resident, answers "grew"
@@ -261,6 +267,30 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 		return st.Send(&bridgev1.ResponseFrame{Error: &bridgev1.Error{Kind: "app", Message: "late boom"}, End: true, Abort: true})
 	case "/hop":
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Connection", "close", "X-Ok", "1", "Transfer-Encoding", "chunked", "Content-Length", "2"), Body: []byte("ok"), End: true})
+	case "/bad-header":
+		// What an exec: runner that does not check its app could send.
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "text/plain", "X-Bad", "a\r\nSet-Cookie: x=1", "Content-Length", "2"), Body: []byte("ok"), End: true})
+	case "/bad-reason":
+		return st.Send(&bridgev1.ResponseFrame{Head: &bridgev1.ResponseHead{Status: 200, Reason: "OK\r\nSet-Cookie: x=1", Headers: head(200, "Content-Length", "2").Headers}, Body: []byte("ok"), End: true})
+	case "/bad-name":
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Set-Cookie: x=1\r\nX-Bad", "v", "Content-Length", "2"), Body: []byte("ok"), End: true})
+	case "/long":
+		if q["stream"] == "" {
+			return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "5"), Body: []byte("hello world"), End: true})
+		}
+		for i, chunk := range []string{"hel", "lo wo", "rld"} {
+			f := &bridgev1.ResponseFrame{Body: []byte(chunk)}
+			if i == 0 {
+				f.Head = head(200, "Content-Length", "5")
+			}
+			if err := st.Send(f); err != nil {
+				return nil // cancelled: bridge has what it declared
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return st.Send(&bridgev1.ResponseFrame{End: true})
+	case "/short":
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "10"), Body: []byte("short"), End: true})
 	case "/lower":
 		// Rack 3 spells every header name in lower case.
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "content-type", "text/x-kit", "content-length", "2", "x-ok", "1"), Body: []byte("ok"), End: true})

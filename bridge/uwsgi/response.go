@@ -4,7 +4,8 @@ import "strconv"
 
 // Header is one response header line. Name and Value are written verbatim:
 // validating them (no CR, LF or NUL; a token name) is the caller's job, done
-// where the application's headers enter bridge.
+// where a runner's response head enters bridge (bridge/dispatch, checkHead;
+// docs/conformance.md G26).
 type Header struct {
 	Name, Value []byte
 }

@@ -41,8 +41,9 @@ func applies(id string) []string {
 
 // frontItems are the G items that bridge's Go side decides whatever the
 // runner: the body limit (G6), a runner crash (G15), the request timeout
-// (G16), request trailers (G20) and the same env across fronts (G22).
-var frontItems = map[string]bool{"G6": true, "G15": true, "G16": true, "G20": true, "G22": true}
+// (G16), request trailers (G20), the same env across fronts (G22) and Go's
+// check of the response head (G26).
+var frontItems = map[string]bool{"G6": true, "G15": true, "G16": true, "G20": true, "G22": true, "G26": true}
 
 func prefixOf(id string) string {
 	return strings.TrimRight(id, "0123456789")
@@ -320,7 +321,7 @@ the item does not concern that column; "n/a": an exception from
 not tested.
 
 Columns: W → python; P, PS, X → perl; R → ruby; C and G → every runner,
-but G6, G15, G16, G20 and G22 → fronts (bridge decides them, whatever the runner);
+but G6, G15, G16, G20, G22 and G26 → fronts (bridge decides them, whatever the runner);
 U, H → fronts (the Go fronts, whatever the runner); F → none (bridge has no
 FastCGI front).
 `)
