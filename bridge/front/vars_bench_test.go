@@ -34,7 +34,7 @@ var browserHeaders = [][2]string{
 	{"Cookie", "theme=dark"},
 }
 
-// headerVar is nginx's var name for a header (U5).
+// headerVar is the var name nginx gives a header.
 func headerVar(h string) string {
 	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(h, "-", "_"))
 }
