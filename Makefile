@@ -27,7 +27,7 @@ NODE_RUNNER := examples/runners/node
 DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
-.PHONY: help deps node-deps build run test test-go test-python test-perl test-ruby test-node conformance proto proto-check coverage lint \
+.PHONY: help deps node-deps build run test test-go test-python test-perl test-ruby test-node fuzz conformance proto proto-check coverage lint \
         bench bench-deps bench-quick bench-scaling bench-transport bench-publish clean
 
 help: ## show this help
@@ -95,6 +95,12 @@ test-ruby:
 test-node: node-deps
 	cd $(NODE_RUNNER) && node --test test/*.test.js
 
+# Every Go fuzz target in turn (.ci/fuzz finds them with go test -list). The
+# seed corpora (testdata/fuzz/) already run as tests in test-go.
+FUZZTIME ?= 30s
+fuzz: ## fuzz every Go fuzz target for FUZZTIME each (default 30s), one after another
+	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz
+
 # A built-in runner by name, or any runner: RUNNER=SPEC KIT=DIR.
 conformance: build ## check a runner with the conformance kit: RUNNER=python|perl|ruby|node, or RUNNER=SPEC KIT=DIR
 	@case "$(RUNNER)" in \
@@ -127,7 +133,7 @@ coverage: ## regenerate docs/coverage.md: which test covers which conformance ID
 lint: ## gofmt, go vet, shellcheck (if installed)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	@if command -v shellcheck >/dev/null; then shellcheck .ci/run; fi
+	@if command -v shellcheck >/dev/null; then shellcheck .ci/run .ci/fuzz; fi
 
 bench-deps: ## install missing Debian packages for make bench (the peers, wrk, the frameworks)
 	@missing=$$(for p in $(BENCH_APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
