@@ -28,7 +28,7 @@ DEMO_HTTP  ?= 127.0.0.1:8080
 DEMO_SOCK  ?= /tmp/bridge-demo.sock
 
 .PHONY: help deps node-deps build run test test-go test-python test-perl test-ruby test-node fuzz conformance proto proto-check coverage lint \
-        bench bench-deps bench-quick bench-scaling bench-transport bench-publish clean
+        bench bench-deps bench-quick bench-scaling bench-transport bench-publish soak clean
 
 help: ## show this help
 	@echo "bridge — application server for WSGI, PSGI and Rack apps behind nginx"
@@ -156,6 +156,15 @@ bench-scaling: deps bench-deps build ## req/s of bridge and uWSGI for 1, 2, 4 wo
 bench-transport: deps build ## each runner's Slot transport without nginx (bench/slotload): python, perl, ruby at 1 and 8 slots
 	$(GO) build -o $(BIN)/slotload ./bench/slotload
 	$(PYTHON) bench/bench.py --transport $(BENCH_ARGS)
+
+# SOAK_DURATION: how long the load runs (a Go duration); SOAK_ARGS: more
+# flags of bench/soak (`go run ./bench/soak -h`), e.g. SOAK_ARGS="-runners perl".
+SOAK_DURATION ?= 10m
+SOAK_ARGS     ?=
+
+soak: deps build ## mixed load, attacks, random reloads and runner kills against all three runners behind nginx (SOAK_DURATION, default 10m)
+	$(GO) build -o $(BIN)/soak ./bench/soak
+	$(BIN)/soak -duration $(SOAK_DURATION) -bridge $(BRIDGE) $(SOAK_ARGS)
 
 bench-publish: ## copy the newest full bench run's table to bench/RESULTS.md
 	$(PYTHON) bench/bench.py --report latest --publish
