@@ -32,6 +32,7 @@ type options struct {
 	serverName  string
 	adminReload bool
 	adminToken  string
+	adminSecret string // the token in adminToken, read by validate
 
 	maxRequests  int
 	maxJitter    int

@@ -65,7 +65,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		addrs []string
 	}{{"uwsgi", o.uwsgi}, {"http", o.http}, {"admin", o.admin}} {
 		for _, a := range kind.addrs {
-			ln, err := front.Listen(a, os.FileMode(mode))
+			ln, err := front.Listen(a, front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup})
 			if err != nil {
 				closeAll()
 				return err
@@ -101,7 +101,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var uwsgis []*front.Uwsgi
 	var https, adminSrv []*http.Server
 	adm := admin.New(pool, metrics)
-	adm.States, adm.Reload = fleet.States, fleet
+	adm.States, adm.Reload, adm.ReloadOpen, adm.Token = fleet.States, admin.Coalesce(fleet), o.adminReload, o.adminSecret
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
@@ -144,7 +144,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadOnHangup(ctx, hup, fleet)
+		reloadOnHangup(ctx, hup, adm.Reload)
 	}()
 	<-ctx.Done()
 	adm.Drain() // readiness fails first, so probes stop sending traffic
@@ -197,14 +197,16 @@ func drain(log zerolog.Logger, grace time.Duration, closeListeners func(), uwsgi
 }
 
 // reloadOnHangup starts a new worker generation on each SIGHUP until ctx
-// ends. Signals that arrive during a reload are merged into one more.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, fleet *supervise.Fleet) {
+// ends, through the same coalescing Reloader as POST /reload
+// (admin.Coalesce): signals that arrive during a reload are merged into one
+// more.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, reload admin.Reloader) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_, _ = fleet.Reload(ctx) // the fleet logs the outcome
+			_, _ = reload.Reload(ctx) // the fleet logs the outcome
 		}
 	}
 }
@@ -235,8 +237,23 @@ func validate(o *options) error {
 			return err
 		}
 	}
-	if _, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil {
-		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode such as 0660", o.socketMode))
+	if m, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil || m == 0 || m > 0o777 {
+		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode from 0001 to 0777, such as 0660", o.socketMode))
+	}
+	if o.socketGroup != "" {
+		if _, err := front.LookupGroup(o.socketGroup); err != nil {
+			return usageError(fmt.Sprintf("--socket-group %s: %v", o.socketGroup, err))
+		}
+	}
+	if (o.adminReload || o.adminToken != "") && len(o.admin) == 0 {
+		return usageError("--admin-reload and --admin-token-file serve POST /reload on the admin listener: give --admin ADDR too")
+	}
+	if o.adminToken != "" {
+		token, err := admin.ReadToken(o.adminToken)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		o.adminSecret = token
 	}
 	return nil
 }

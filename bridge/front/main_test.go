@@ -63,19 +63,19 @@ func startStackPool(t testing.TB, timeout time.Duration, pool *dispatch.Pool, tu
 	}
 	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Timeout: timeout, MaxBody: 8 << 20}
 
-	hl, err := front.Listen("127.0.0.1:0", 0)
+	hl, err := front.Listen("127.0.0.1:0", front.ListenConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := front.NewHTTPServer(&front.HTTP{H: h, ServerName: "testhost"}, nil)
 	go srv.Serve(hl)
 
-	ul, err := front.Listen("127.0.0.1:0", 0)
+	ul, err := front.Listen("127.0.0.1:0", front.ListenConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "u.sock")
-	us, err := front.Listen("unix:"+sock, 0o600)
+	us, err := front.Listen("unix:"+sock, front.ListenConfig{Mode: 0o600})
 	if err != nil {
 		t.Fatal(err)
 	}
