@@ -140,14 +140,15 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 		return supervise.Command{}, usageError(err.Error())
 	}
 	if st, ok := ctx.Value(runStateKey{}).(*runState); ok {
-		log, err := newLogger(o, st.stderr)
-		if err != nil {
-			return supervise.Command{}, err
+		warn := func(err error, dir string) {
+			// In the command's log format; conform has none of its own.
+			log, lerr := newLogger(o, st.stderr)
+			if lerr != nil {
+				log = zerolog.New(st.stderr).With().Timestamp().Logger()
+			}
+			untrustedCacheWarning(log.Warn(), err, dir)
 		}
-		return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, shimPlace{
-			warn:   func(err error, dir string) { untrustedCacheWarning(log.Warn(), err, dir) },
-			onExit: st.onExit,
-		})
+		return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, shimPlace{warn: warn, onExit: st.onExit})
 	}
 	return RunnerCommand(ctx, spec, o.chdir, o.interpreter, o.logLevel)
 }
