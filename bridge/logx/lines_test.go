@@ -109,3 +109,27 @@ func TestLineLoggerCutsLongLines(t *testing.T) {
 		t.Fatalf("first record: truncated=%v len=%d", recs[0]["truncated"], len(msg))
 	}
 }
+
+// In the console format a runner's line reads "runner log: MESSAGE" with its
+// fields as runner_log.KEY=VALUE, never as bridge's own.
+func TestLineLoggerConsole(t *testing.T) {
+	var out bytes.Buffer
+	log, err := New(&out, "console", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLineLogger(log.With().Str("worker", "w1").Logger(), "stderr")
+	l.Write([]byte(`{"level":"info","message":"request","status":200,"req_id":"x","worker":"w1","ts":"t","nested":{"a":1}}` + "\n"))
+	l.Write([]byte("plain\n"))
+	got := out.String()
+	for _, want := range []string{"INF runner log: request ", "runner_log.status=200", "runner_log.req_id=x", `runner_log.nested="{\"a\":1}"`, " worker=w1", "INF runner log: plain stream=stderr"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("console lacks %q:\n%s", want, got)
+		}
+	}
+	for _, bad := range []string{" status=", " req_id=", "runner_log.ts", "runner_log.worker"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("console has %q:\n%s", bad, got)
+		}
+	}
+}
