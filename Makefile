@@ -61,21 +61,40 @@ node-deps: ## install node and npm if missing, and the Node example runner's loc
 build: ## build bin/bridge
 	$(GO) build -o $(BRIDGE) ./cmd/bridge
 
+# The uwsgi socket is 0660: nginx's workers (www-data on Debian) may connect
+# only if it is given their group, which bridge can do as root or as a
+# member of www-data; otherwise only bridge's own user and group can.
+DEMO_GROUP ?= www-data
+
 run: deps build ## serve the demo app on http://127.0.0.1:8080 and a uwsgi socket
-	@echo
-	@echo "bridge is serving deploy/demo/app.py"
-	@echo "  HTTP:  http://$(DEMO_HTTP)/   (try: curl http://$(DEMO_HTTP)/)"
-	@echo "  uwsgi: unix:$(DEMO_SOCK)   — nginx snippet:"
-	@echo
-	@echo "    location / {"
-	@echo "        include uwsgi_params;"
-	@echo "        uwsgi_pass unix:$(DEMO_SOCK);"
-	@echo "    }"
-	@echo
-	@echo "Ctrl-C stops it (requests in flight finish first)."
-	@echo
-	$(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
-	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) --log-format console
+	@group=; \
+	if getent group $(DEMO_GROUP) >/dev/null && \
+	   { [ "$$(id -u)" = 0 ] || id -nG | tr ' ' '\n' | grep -qx '$(DEMO_GROUP)'; }; then \
+	  group="--socket-group $(DEMO_GROUP)"; \
+	fi; \
+	echo; \
+	echo "bridge is serving deploy/demo/app.py"; \
+	echo "  HTTP:  http://$(DEMO_HTTP)/   (try: curl http://$(DEMO_HTTP)/)"; \
+	echo "  uwsgi: unix:$(DEMO_SOCK)   — nginx snippet:"; \
+	echo; \
+	echo "    location / {"; \
+	echo "        include uwsgi_params;"; \
+	echo "        uwsgi_pass unix:$(DEMO_SOCK);"; \
+	echo "    }"; \
+	echo; \
+	if [ -n "$$group" ]; then \
+	  echo "  The socket is mode 0660, group $(DEMO_GROUP): nginx's workers may connect, other users may not."; \
+	else \
+	  echo "  The socket is mode 0660, group $$(id -gn): nginx's workers can connect only if they run"; \
+	  echo "  in that group. To give it to nginx's group, run as root or as a member of it:"; \
+	  echo "  make run DEMO_GROUP=www-data (the default; the group must exist)."; \
+	fi; \
+	echo; \
+	echo "Ctrl-C stops it (requests in flight finish first)."; \
+	echo; \
+	set -x; \
+	exec $(BRIDGE) serve --runner python:app:application --chdir deploy/demo \
+	  --http $(DEMO_HTTP) --uwsgi unix:$(DEMO_SOCK) $$group --log-format console
 
 test: deps node-deps build proto-check test-go test-python test-perl test-ruby test-node ## run every test (Go, shims, e2e with nginx, the conformance kit on every runner)
 

@@ -52,13 +52,22 @@ func (r logRecord) str(name string) string {
 	return s
 }
 
-// reqID is the request id of a record: Go's lines say req_id, lines from the
-// shim say request_id.
+// runner is a string field of what the runner itself wrote (bridge keeps
+// a runner's stderr line under "runner_log", apart from its own fields), or
+// "".
+func (r logRecord) runner(name string) string {
+	own, _ := r.fields["runner_log"].(map[string]any)
+	s, _ := own[name].(string)
+	return s
+}
+
+// reqID is the request id of a record: bridge's own lines say req_id, the
+// lines a shim wrote say request_id under runner_log.
 func (r logRecord) reqID() string {
 	if id := r.str("req_id"); id != "" {
 		return id
 	}
-	return r.str("request_id")
+	return r.runner("request_id")
 }
 
 // records parses the JSON lines written so far; other lines are skipped.
@@ -129,15 +138,16 @@ type bridgeOpts struct {
 
 // bridgeProc is a running `bridge serve`.
 type bridgeProc struct {
-	cmd       *exec.Cmd
-	log       *logBuffer
-	httpAddr  string // host:port
-	uwsgiSock string // path
-	uwsgiTCP  string // host:port
-	adminAddr string // host:port
-	done      chan struct{}
-	signalled bool // the test stopped bridge itself
-	waitErr   error
+	cmd        *exec.Cmd
+	log        *logBuffer
+	httpAddr   string // host:port
+	uwsgiSock  string // path
+	uwsgiTCP   string // host:port
+	adminAddr  string // host:port
+	adminToken string // sent with adminPost, if set
+	done       chan struct{}
+	signalled  bool // the test stopped bridge itself
+	waitErr    error
 }
 
 // startBridge starts `bridge serve`, waits until it is ready, and stops it

@@ -32,6 +32,7 @@ type options struct {
 	serverName  string
 	adminReload bool
 	adminToken  string
+	adminSecret string // the token in adminToken, read by validate
 
 	maxRequests  int
 	maxJitter    int
@@ -99,11 +100,11 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.IntVar(&o.pipeline, "pipeline", 8, "requests each busy runner may hold beyond --threads, waiting their turn inside it: they share its gRPC reads, writes and wake-ups (0 = every request waits in bridge's queue until a thread is free)")
 	fs.Var(&o.uwsgi, "uwsgi", "uwsgi listener for nginx uwsgi_pass: unix:/path or host:port (repeatable)")
 	fs.Var(&o.http, "http", "HTTP/1.1 listener: host:port or unix:/path (repeatable)")
-	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining) and /metrics (Prometheus)")
-	fs.StringVar(&o.socketMode, "socket-mode", "0660", "permissions of unix sockets bridge creates: only their owner and group may connect (a uwsgi client is trusted, see --socket-group)")
-	fs.StringVar(&o.socketGroup, "socket-group", "", "group (name or id) given to the unix sockets bridge creates, e.g. www-data so that nginx may connect (default: bridge's own group)")
-	fs.BoolVar(&o.adminReload, "admin-reload", false, "serve POST /reload on the admin listener (off by default: anyone who can reach the admin port could restart the app)")
-	fs.StringVar(&o.adminToken, "admin-token-file", "", "file holding a token that POST /reload must present as 'Authorization: Bearer TOKEN' (turns on POST /reload)")
+	fs.Var(&o.admin, "admin", "admin listener (off by default): /healthz (alive), /readyz (a worker is ready and bridge is not draining), /metrics (Prometheus), and POST /reload if --admin-reload or --admin-token-file")
+	fs.StringVar(&o.socketMode, "socket-mode", "0660", "permissions of unix sockets bridge creates (octal, 0001-0777): by default only their owner and group may connect, since a uwsgi client is trusted with REMOTE_ADDR, HTTPS, REMOTE_USER... (see --socket-group)")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "group (name or id) given to the unix sockets bridge creates, e.g. www-data so that nginx may connect (default: bridge's own group); bridge must be root or a member of it, and an unknown group or a failed chgrp stops it at start")
+	fs.BoolVar(&o.adminReload, "admin-reload", false, "serve POST /reload on the admin listener to anyone who can reach it (off by default); requests from web pages (with an Origin header) are refused with 403")
+	fs.StringVar(&o.adminToken, "admin-token-file", "", "file holding a token that POST /reload must present as 'Authorization: Bearer TOKEN', else 401 (turns on POST /reload); read at start, must not be empty nor readable by group or others (chmod 600)")
 	fs.StringVar(&o.serverName, "server-name", "localhost", "SERVER_NAME when the request names no host")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "recycle a worker after this many requests (0 = never); its replacement is ready first")
 	fs.IntVar(&o.maxJitter, "max-requests-jitter", 0, "add up to this many requests to each worker's --max-requests, so workers do not recycle together")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/rs/zerolog"
 
@@ -54,6 +55,9 @@ Example (nginx: uwsgi_pass unix:/run/app.sock; include uwsgi_params;):
 
 // Run executes one bridge command line (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	st := &runState{stderr: stderr}
+	defer st.cleanUp()
+	ctx = context.WithValue(ctx, runStateKey{}, st)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError("no command given")
@@ -99,6 +103,31 @@ func Version() string {
 	return strings.TrimSpace(v)
 }
 
+// runState is what one Run keeps for the commands it runs: where to warn,
+// and what to remove once the command is over.
+type runState struct {
+	stderr   io.Writer
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+type runStateKey struct{}
+
+func (s *runState) onExit(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleanups = append(s.cleanups, f)
+}
+
+func (s *runState) cleanUp() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.cleanups {
+		f()
+	}
+	s.cleanups = nil
+}
+
 // runnerCommand resolves the --runner spec to the command that starts one
 // runner process: interpreter discovery and shim extraction for built-in
 // languages, the given argv for exec runners.
@@ -110,14 +139,46 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 	if err != nil {
 		return supervise.Command{}, usageError(err.Error())
 	}
+	if st, ok := ctx.Value(runStateKey{}).(*runState); ok {
+		warn := func(err error, dir string) {
+			// In the command's log format; conform has none of its own.
+			log, lerr := newLogger(o, st.stderr)
+			if lerr != nil {
+				log = zerolog.New(st.stderr).With().Timestamp().Logger()
+			}
+			untrustedCacheWarning(log.Warn(), err, dir)
+		}
+		return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, shimPlace{warn: warn, onExit: st.onExit})
+	}
 	return RunnerCommand(ctx, spec, o.chdir, o.interpreter, o.logLevel)
+}
+
+// untrustedCacheWarning is the one log line saying that the shared shim
+// cache was passed over, and why.
+func untrustedCacheWarning(ev *zerolog.Event, err error, dir string) {
+	ev.Err(err).Str("shim_dir", dir).
+		Msg("shim cache not trusted: the runner's shim is extracted to a private directory instead; remove the cache or set BRIDGE_CACHE_DIR to a directory only bridge's user can write")
+}
+
+// shimPlace says what to do when the shared shim cache is not trusted.
+type shimPlace struct {
+	warn   func(err error, privateDir string)
+	onExit func(func()) // nil: the private directory is left behind
 }
 
 // RunnerCommand is the command that starts one runner for spec in dir
 // (empty: the working directory), as bridge serve starts it; interpreter
 // is --interpreter (empty: found as bridge finds it). bench/slotload
-// starts its runner with it too.
+// starts its runner with it too. A private shim directory it may have to
+// make (runners.ExtractShimPrivate) is left behind.
 func RunnerCommand(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string) (supervise.Command, error) {
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	return runnerCommandWith(ctx, spec, dir, interpreter, logLevel, shimPlace{
+		warn: func(err error, dir string) { untrustedCacheWarning(log.Warn(), err, dir) },
+	})
+}
+
+func runnerCommandWith(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string, place shimPlace) (supervise.Command, error) {
 	given := dir
 	if dir == "" {
 		dir, _ = os.Getwd()
@@ -141,6 +202,18 @@ func RunnerCommand(ctx context.Context, spec runners.Spec, dir, interpreter, log
 		return supervise.Command{}, err
 	}
 	shimDir, err := runners.ExtractShim(lang.Shim, runners.ShimCacheDir())
+	if errors.Is(err, runners.ErrUntrustedCache) {
+		// Never run what someone else may have written; nor refuse to
+		// start because someone made a directory in /tmp.
+		untrusted := err
+		if shimDir, err = runners.ExtractShimPrivate(lang.Shim); err == nil {
+			if place.onExit != nil {
+				private := shimDir
+				place.onExit(func() { os.RemoveAll(private) })
+			}
+			place.warn(untrusted, shimDir)
+		}
+	}
 	if err != nil {
 		return supervise.Command{}, err
 	}

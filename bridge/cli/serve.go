@@ -57,7 +57,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// context, cancelled only when the grace period is over.
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
-	cfg := front.Config{Handler: h, ServerName: o.serverName, Base: reqCtx, SocketMode: os.FileMode(mode),
+	cfg := front.Config{Handler: h, ServerName: o.serverName, Base: reqCtx, Socket: front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup},
 		// One runner serves every request, so every interface's
 		// modifier1 reaches it (uWSGI configs keep working).
 		Modifiers: runners.AppModifiers()}
@@ -88,7 +88,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var adminLns []listener
 	for _, a := range o.admin {
-		ln, err := front.Listen(a, os.FileMode(mode))
+		ln, err := front.Listen(a, front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup})
 		if err != nil {
 			closeAll()
 			return err
@@ -113,7 +113,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var adminSrv []*http.Server
 	adm := admin.New(pool, metrics)
-	adm.States, adm.Reload = fleet.States, fleet
+	adm.States, adm.Reload, adm.ReloadOpen, adm.Token = fleet.States, admin.Coalesce(fleet), o.adminReload, o.adminSecret
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")
@@ -142,7 +142,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadOnHangup(ctx, hup, fleet)
+		reloadOnHangup(ctx, hup, adm.Reload)
 	}()
 	<-ctx.Done()
 	adm.Drain() // readiness fails first, so probes stop sending traffic
@@ -195,14 +195,16 @@ func drain(log zerolog.Logger, grace time.Duration, lns []listener, fronts map[s
 }
 
 // reloadOnHangup starts a new worker generation on each SIGHUP until ctx
-// ends. Signals that arrive during a reload are merged into one more.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, fleet *supervise.Fleet) {
+// ends, through the same coalescing Reloader as POST /reload
+// (admin.Coalesce): signals that arrive during a reload are merged into one
+// more.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, reload admin.Reloader) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_, _ = fleet.Reload(ctx) // the fleet logs the outcome
+			_, _ = reload.Reload(ctx) // the fleet logs the outcome
 		}
 	}
 }
@@ -238,8 +240,23 @@ func validate(o *options) error {
 			return err
 		}
 	}
-	if _, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil {
-		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode such as 0660", o.socketMode))
+	if m, err := strconv.ParseUint(o.socketMode, 8, 32); err != nil || m == 0 || m > 0o777 {
+		return usageError(fmt.Sprintf("--socket-mode %q: want an octal mode from 0001 to 0777, such as 0660", o.socketMode))
+	}
+	if o.socketGroup != "" {
+		if _, err := front.LookupGroup(o.socketGroup); err != nil {
+			return usageError(fmt.Sprintf("--socket-group %s: %v", o.socketGroup, err))
+		}
+	}
+	if (o.adminReload || o.adminToken != "") && len(o.admin) == 0 {
+		return usageError("--admin-reload and --admin-token-file serve POST /reload on the admin listener: give --admin ADDR too")
+	}
+	if o.adminToken != "" {
+		token, err := admin.ReadToken(o.adminToken)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		o.adminSecret = token
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, []string{"serve", "--runner", "exec:" + os.Args[0], "--http", addr,
-			"--workers", "2", "--threads", "10", "--grace", "5s", "--admin", adminAddr}, io.Discard, logs)
+			"--workers", "2", "--threads", "10", "--grace", "5s", "--admin", adminAddr, "--admin-reload"}, io.Discard, logs)
 	}()
 	client := &http.Client{Timeout: 10 * time.Second}
 	deadline := time.Now().Add(20 * time.Second)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"bridge/bridge/logx"
 	"bridge/bridge/supervise"
 	bridgev1 "bridge/proto/bridge/v1"
 )
@@ -253,20 +254,23 @@ func (t *logTap) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// find returns the logged lines of worker for which match is true.
+// find returns the lines that worker's runner wrote on stderr (what bridge
+// keeps under logx.RunnerField: the runner's own record, or {"message":
+// LINE} for a plain line) for which match is true.
 func (t *logTap) find(worker string, match func(map[string]any) bool) []map[string]any {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []map[string]any
 	for _, l := range t.lines {
-		if w, _ := l["worker"].(string); (worker == "" || w == worker) && match(l) {
-			out = append(out, l)
+		r, _ := l[logx.RunnerField].(map[string]any)
+		if w, _ := l["worker"].(string); r != nil && (worker == "" || w == worker) && match(r) {
+			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// waitLog waits up to d for a line of worker that matches.
+// waitLog waits up to d for a runner line of worker that matches.
 func (t *logTap) waitLog(worker string, d time.Duration, match func(map[string]any) bool) []map[string]any {
 	deadline := time.Now().Add(d)
 	for {

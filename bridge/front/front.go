@@ -3,7 +3,6 @@ package front
 import (
 	"context"
 	"net"
-	"os"
 	"time"
 )
 
@@ -35,8 +34,8 @@ type Config struct {
 	// Base is the context requests run under: it outlives a shutdown
 	// signal and ends when the grace period is over.
 	Base context.Context
-	// SocketMode is the permission of unix sockets the front creates.
-	SocketMode os.FileMode
+	// Socket is the mode and group of unix sockets the front creates.
+	Socket ListenConfig
 }
 
 // Kinds maps a front kind, as named by its flag (--uwsgi, --http), to its

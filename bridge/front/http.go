@@ -45,7 +45,7 @@ func NewHTTP(c Config) *HTTP {
 
 // Listen opens addr; past the connection limit a client gets 503.
 func (f *HTTP) Listen(addr string) (net.Listener, error) {
-	ln, err := Listen(addr, f.cfg.SocketMode)
+	ln, err := Listen(addr, f.cfg.Socket)
 	if err != nil {
 		return nil, err
 	}

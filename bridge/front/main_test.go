@@ -98,7 +98,7 @@ func startStackLimits(t testing.TB, lim front.Limits, pool *dispatch.Pool, tune 
 	}
 	counted := &statusCounts{byStatus: map[int]int{}}
 	h := &front.Handler{Pool: pool, Log: log, Runner: "exec:testrunner", Limits: lim, Begin: counted.begin}
-	fc := front.Config{Handler: h, ServerName: "testhost", Modifiers: runners.AppModifiers(), SocketMode: 0o600}
+	fc := front.Config{Handler: h, ServerName: "testhost", Modifiers: runners.AppModifiers(), Socket: front.ListenConfig{Mode: 0o600}}
 	hf, uf := front.Kinds["http"](fc), front.Kinds["uwsgi"](fc)
 
 	hl, err := hf.Listen("127.0.0.1:0")

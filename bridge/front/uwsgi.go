@@ -40,7 +40,7 @@ func NewUwsgi(c Config) *Uwsgi {
 
 // Listen opens addr; past the connection limit a client gets 503.
 func (u *Uwsgi) Listen(addr string) (net.Listener, error) {
-	ln, err := Listen(addr, u.cfg.SocketMode)
+	ln, err := Listen(addr, u.cfg.Socket)
 	if err != nil {
 		return nil, err
 	}

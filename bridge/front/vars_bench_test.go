@@ -108,7 +108,7 @@ func floodRequest(tb testing.TB, n int) *http.Request {
 }
 
 func benchUwsgi(b *testing.B, p *uwsgi.Packet) {
-	u := &Uwsgi{ServerName: "testhost"}
+	u := NewUwsgi(Config{Handler: &Handler{}, ServerName: "testhost"})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := u.canonical(p); err != nil {
@@ -118,7 +118,7 @@ func benchUwsgi(b *testing.B, p *uwsgi.Packet) {
 }
 
 func benchHTTP(b *testing.B, r *http.Request) {
-	f := &HTTP{H: &Handler{MaxBody: 1 << 20}, ServerName: "testhost"}
+	f := NewHTTP(Config{Handler: &Handler{Limits: Limits{MaxBody: 1 << 20}}, ServerName: "testhost"})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := f.canonical(r); err != nil {

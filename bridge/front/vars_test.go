@@ -214,7 +214,7 @@ func TestUwsgiDropsInvalidVarNames(t *testing.T) {
 	for _, name := range []string{"", "HTTP_A=B", "=", "HTTP_X\x00", "HTTP_X\r\nY", "HTTP_\x7f"} {
 		p.Vars = append(p.Vars, uwsgi.Var{Name: []byte(name), Value: []byte("v")})
 	}
-	req, err := (&Uwsgi{ServerName: "s"}).canonical(p)
+	req, err := NewUwsgi(Config{Handler: &Handler{}, ServerName: "s"}).canonical(p)
 	if err != nil {
 		t.Fatal(err)
 	}

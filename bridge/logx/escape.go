@@ -2,6 +2,7 @@ package logx
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"strconv"
@@ -28,6 +29,34 @@ func newConsoleWriter(w io.Writer) zerolog.ConsoleWriter {
 
 func escapeEvent(evt map[string]any) error {
 	renamed := map[string]any{}
+	// A runner's own record (runner_log) prints as "runner log: MESSAGE"
+	// and runner_log.KEY=VALUE fields: string values are then quoted and
+	// escaped like any other field's, where zerolog would print a nested
+	// object as raw JSON. The runner's own time, and a worker name or level
+	// equal to bridge's, are left out (the JSON format keeps the line whole).
+	if sub, ok := evt[RunnerField].(map[string]any); ok {
+		delete(evt, RunnerField)
+		if m, ok := sub["message"].(string); ok && evt[zerolog.MessageFieldName] == RunnerMessage {
+			evt[zerolog.MessageFieldName] = RunnerMessage + ": " + m
+			delete(sub, "message")
+		}
+		delete(sub, "ts")
+		delete(sub, "time")
+		for _, k := range []string{"worker", "level"} { // shown already
+			if sub[k] == evt[k] {
+				delete(sub, k)
+			}
+		}
+		for k, v := range sub {
+			switch v.(type) {
+			case string, json.Number, bool, nil:
+			default:
+				b, _ := json.Marshal(v)
+				v = escape(string(b))
+			}
+			evt[RunnerField+"."+k] = v
+		}
+	}
 	for k, v := range evt {
 		switch k {
 		case zerolog.MessageFieldName, zerolog.CallerFieldName, zerolog.LevelFieldName, zerolog.TimestampFieldName:

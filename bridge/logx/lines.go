@@ -11,10 +11,26 @@ import (
 // maxLine caps one re-logged line; longer ones are cut and marked.
 const maxLine = 16 << 10
 
-// LineLogger is an io.Writer for a runner's stderr. Each line that is a JSON
-// object becomes a log record with its fields (level and message mapped to
-// zerolog's); any other line is logged as a plain message, so nothing the
-// app writes is lost or can break bridge's own log stream.
+// RunnerField is the key under which a runner's own log line is kept, and
+// RunnerMessage the message of every record that carries one.
+const (
+	RunnerField   = "runner_log"
+	RunnerMessage = "runner log"
+)
+
+// LineLogger is an io.Writer for a runner's stderr. Each line becomes one
+// log record of bridge's: level, time, message ("runner log"), worker, pid,
+// runner and every other top-level field are bridge's own, and what the
+// runner wrote is under "runner_log", never merged with them. A line that
+// is a JSON object is kept there as it is; any other line becomes
+// {"message": LINE}. So nothing the app writes is lost, and nothing it
+// writes can pass for one of bridge's records: an app that prints
+// {"message":"request","status":200,"req_id":"x"} gets a "runner log"
+// record with those inside runner_log (docs/security.md).
+//
+// The one thing taken from the line is its level ("level": debug, info,
+// warn, error...; info if missing or unknown): an app may make its own
+// lines louder or quieter, which changes nothing about bridge's.
 type LineLogger struct {
 	log    zerolog.Logger
 	stream string
@@ -71,45 +87,51 @@ func (l *LineLogger) emit(line []byte, truncated bool) {
 	if len(line) > maxLine {
 		line, truncated = line[:maxLine], true
 	}
-	var rec map[string]any
-	if line[0] == '{' && json.Unmarshal(line, &rec) == nil {
-		l.emitRecord(rec)
-		return
+	if line[0] == '{' {
+		d := json.NewDecoder(bytes.NewReader(line))
+		d.UseNumber() // 64-bit ids stay exact
+		var rec map[string]any
+		if d.Decode(&rec) == nil && !d.More() {
+			if raw, err := marshal(rec); err == nil {
+				l.emitRecord(rec, raw)
+				return
+			}
+		}
 	}
-	ev := l.log.Info().Str("stream", l.stream)
+	raw, _ := marshal(map[string]any{"message": string(line)})
+	ev := l.log.Info().Str("stream", l.stream).RawJSON(RunnerField, raw)
 	if truncated {
 		ev = ev.Bool("truncated", true)
 	}
-	ev.Msg(string(line))
+	ev.Msg(RunnerMessage)
 }
 
-func (l *LineLogger) emitRecord(rec map[string]any) {
+// emitRecord logs a runner's JSON line rec (raw: rec encoded again, so
+// that bridge's log holds only JSON it wrote itself).
+func (l *LineLogger) emitRecord(rec map[string]any, raw []byte) {
 	lvl := zerolog.InfoLevel
 	if s, ok := rec["level"].(string); ok {
-		if parsed, err := zerolog.ParseLevel(s); err == nil && parsed != zerolog.NoLevel {
+		if parsed, err := zerolog.ParseLevel(s); err == nil && parsed >= zerolog.TraceLevel && parsed <= zerolog.PanicLevel {
 			lvl = parsed
 		}
 	}
-	msg, _ := rec["message"].(string)
-	delete(rec, "level")
-	delete(rec, "message")
-	// bridge's logger already stamps time, pid, worker and runner; the
-	// shim's own copies would be duplicate JSON keys.
-	for _, k := range []string{"time", "ts", "pid", "worker"} {
-		delete(rec, k)
-	}
-	// One name for the request id across bridge's log (the shims say
-	// request_id, as docs/conformance.md G8 does; bridge's own lines say req_id).
-	if id, ok := rec["request_id"]; ok {
-		delete(rec, "request_id")
-		rec["req_id"] = id
-	}
-	if r, ok := rec["runner"]; ok {
-		delete(rec, "runner")
-		rec["shim"] = r
-	}
-	if lvl >= zerolog.ErrorLevel && msg != "" {
+	// WithLevel never exits or panics, whatever the level.
+	if msg, _ := rec["message"].(string); lvl >= zerolog.ErrorLevel && msg != "" {
 		l.lastErr = msg
 	}
-	l.log.WithLevel(lvl).Fields(rec).Msg(msg)
+	l.log.WithLevel(lvl).RawJSON(RunnerField, raw).Msg(RunnerMessage)
+}
+
+// marshal encodes v as JSON without HTML escapes (<, >, & stay as they are
+// in tracebacks); invalid UTF-8 becomes U+FFFD, and DEL is escaped as
+// zerolog escapes it (the C1 controls are c1Writer's).
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	// Outside strings JSON has no DEL byte: this rewrite stays valid JSON.
+	return bytes.ReplaceAll(bytes.TrimRight(b.Bytes(), "\n"), []byte{0x7f}, []byte(`\u007f`)), nil
 }

@@ -33,6 +33,14 @@ const FailEnvVar = "BRIDGE_TEST_RUNNER_FAIL"
 // same way (a test can break reloads and restarts of a running bridge).
 const FailFileEnvVar = "BRIDGE_TEST_RUNNER_FAIL_FILE"
 
+// StartDelayEnvVar, a Go duration, makes the runner wait that long before
+// its handshake (a slow app load: reloads that take a while).
+const StartDelayEnvVar = "BRIDGE_TEST_RUNNER_START_DELAY"
+
+// stderr is the runner's real stderr, which bridge reads (go-plugin points
+// os.Stderr at a pipe of its own once serving).
+var stderr = os.Stderr
+
 // Main serves the runner and exits if the process was started as one; call
 // it first in TestMain.
 func Main() {
@@ -51,9 +59,13 @@ func Main() {
 		os.Stderr.Write(append(b, '\n'))
 		os.Exit(1)
 	}
+	if d, err := time.ParseDuration(os.Getenv(StartDelayEnvVar)); err == nil {
+		time.Sleep(d)
+	}
 	// go-plugin points os.Stderr at a pipe of its own once serving: keep
 	// the real one, which bridge reads.
-	dumpStacksOnSignal(os.Stderr)
+	stderr = os.Stderr
+	dumpStacksOnSignal(stderr)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: runners.Handshake,
 		Plugins:         map[string]plugin.Plugin{runners.PluginName: &runners.RunnerPlugin{Impl: &server{}}},
@@ -210,6 +222,12 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 	switch path {
 	case "/hello":
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "text/plain", "Content-Length", "12"), Body: []byte("hello world\n"), End: true})
+	case "/stderr":
+		// The app writes ?line= to fd 2 as it is, as any app can.
+		if _, err := stderr.Write([]byte(q["line"] + "\n")); err != nil {
+			return err
+		}
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "text/plain"), Body: []byte("written\n"), End: true})
 	case "/env":
 		b, _ := json.Marshal(map[string]any{"vars": v, "id": h.RequestId, "scheme": h.UrlScheme, "content_length": h.ContentLength})
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Type", "application/json"), Body: b, End: true})
