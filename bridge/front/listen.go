@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-const (
-	defaultReadTimeout = 60 * time.Second
-	defaultIdleTimeout = 120 * time.Second
-)
+// defaultIdleTimeout is how long an idle keep-alive HTTP connection is
+// kept: longer than nginx's default upstream keepalive_timeout (60 s), so
+// nginx closes first and never sends on a connection bridge just closed.
+const defaultIdleTimeout = 120 * time.Second
 
 // DefaultSocketMode is the mode of a unix socket when ListenConfig.Mode is
 // 0: its owner and group may connect, nobody else. Connecting needs write
