@@ -141,9 +141,5 @@ func bodyError(err error) error {
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
 		return request.Errorf(http.StatusRequestTimeout, "request body timeout", err)
 	}
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return request.Errorf(http.StatusRequestEntityTooLarge, "request body too large", err)
-	}
 	return request.Errorf(http.StatusBadRequest, "incomplete request body", err)
 }

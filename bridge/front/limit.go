@@ -90,11 +90,16 @@ func (c *limitConn) Close() error {
 
 // ReadFrom keeps sendfile(2) for file bodies: io.Copy and net/http look for
 // it on the connection.
-func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) { return readFrom(c.Conn, r) }
+
+// readFrom is ReadFrom for a connection wrapper: the inner connection's
+// own (sendfile(2) for a file), else a plain copy that does not come back
+// to the wrapper.
+func readFrom(c net.Conn, r io.Reader) (int64, error) {
+	if rf, ok := c.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	return io.Copy(struct{ io.Writer }{c}, r)
 }
 
 // NetConn returns the connection underneath (abortConn needs the TCP one).

@@ -58,17 +58,11 @@ func (l *rejectWatch) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &watchedConn{limitConnLike: limitConnLike{c}, f: l.f}, nil
+	return &watchedConn{Conn: c, f: l.f}, nil
 }
 
-// limitConnLike forwards what net/http and io.Copy look for on a
-// connection (sendfile through ReadFrom, the TCP connection for RST).
-type limitConnLike struct{ net.Conn }
-
-func (c limitConnLike) NetConn() net.Conn { return c.Conn }
-
 type watchedConn struct {
-	limitConnLike
+	net.Conn
 	f *HTTP
 }
 
@@ -80,12 +74,10 @@ func (c *watchedConn) Write(p []byte) (int, error) {
 }
 
 // ReadFrom keeps sendfile(2) for file bodies.
-func (c *watchedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
+func (c *watchedConn) ReadFrom(r io.Reader) (int64, error) { return readFrom(c.Conn, r) }
+
+// NetConn returns the connection underneath.
+func (c *watchedConn) NetConn() net.Conn { return c.Conn }
 
 // refuse answers a connection over the limit with 503 once its request
 // head is in (or a second has passed), then closes it.

@@ -57,8 +57,7 @@ func (u *Uwsgi) refuse(c net.Conn) {
 	_, _ = uwsgi.ReadPacket(br)
 	br.Reset(nil)
 	readerPool.Put(br)
-	out := u.h.Reject(nil, remoteOf(c), errOverLimit(u.h.Limits.MaxConns))
-	writeUwsgiError(c, out.Status)
+	u.reject(c, nil, errOverLimit(u.h.Limits.MaxConns))
 }
 
 // Serve accepts connections until ln is closed. It returns nil after Close.
@@ -194,26 +193,22 @@ func (u *Uwsgi) serveConn(ctx context.Context, c net.Conn) {
 	pkt, err := uwsgi.ReadPacket(br)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
-			out := u.h.Reject(nil, remoteOf(c), request.Errorf(http.StatusBadRequest, "bad uwsgi packet", err))
-			writeUwsgiError(c, out.Status)
+			u.reject(c, nil, request.Errorf(http.StatusBadRequest, "bad uwsgi packet", err))
 		}
 		return
 	}
 	start := time.Now()
 	if !slices.Contains(u.cfg.Modifiers, pkt.Modifier1) {
-		out := u.h.Reject(nil, remoteOf(c), request.Errorf(http.StatusInternalServerError, "unsupported uwsgi modifier1", fmt.Errorf("modifier1 %d", pkt.Modifier1)))
-		writeUwsgiError(c, out.Status)
+		u.reject(c, nil, request.Errorf(http.StatusInternalServerError, "unsupported uwsgi modifier1", fmt.Errorf("modifier1 %d", pkt.Modifier1)))
 		return
 	}
 	if err := u.checkHead(pkt); err != nil {
-		out := u.h.Reject(nil, remoteOf(c), err)
-		writeUwsgiError(c, out.Status)
+		u.reject(c, nil, err)
 		return
 	}
 	req, err := u.canonical(pkt)
 	if err != nil {
-		out := u.h.Reject(req, remoteOf(c), err)
-		writeUwsgiError(c, out.Status)
+		u.reject(c, req, err)
 		return
 	}
 	req.Start = start
@@ -296,6 +291,12 @@ func (d *disconnectWatch) stop() {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
+}
+
+// reject logs, counts and answers a request refused before it could be
+// served.
+func (u *Uwsgi) reject(c net.Conn, req *request.Request, err error) {
+	writeUwsgiError(c, u.h.Reject(req, remoteOf(c), err).Status)
 }
 
 // checkHead applies the header limits to a packet's vars: the count of
