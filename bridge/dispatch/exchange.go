@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"bridge/bridge/request"
 	bridgev1 "bridge/proto/bridge/v1"
@@ -33,6 +35,11 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxChunk); return 
 // ErrNotDelivered marks a failure that happened before the runner could see
 // the request: it is safe to try another slot.
 var ErrNotDelivered = errors.New("request not delivered")
+
+// ErrRunnerLost marks a request whose runner connection broke before any
+// response frame came back: the app may or may not have seen it, so only
+// a request that is safe to repeat may be tried again (handler's rule).
+var ErrRunnerLost = errors.New("runner connection lost before it answered")
 
 // ErrClientGone means writing to the client failed; the app was cancelled.
 var ErrClientGone = request.ErrClientGone
@@ -292,6 +299,11 @@ func (s *Slot) unavailable(stream bridgev1.Runner_SlotClient, err error) error {
 		if _, rerr := stream.Recv(); rerr != nil {
 			err = rerr
 		}
+	}
+	if !errors.Is(err, ErrNotDelivered) && status.Code(err) == codes.Unavailable {
+		// The transport broke (the runner died, its socket closed), as
+		// opposed to the runner ending the stream with a status of its own.
+		err = fmt.Errorf("%w: %w", ErrRunnerLost, err)
 	}
 	return request.Errorf(http.StatusBadGateway, "runner unavailable", fmt.Errorf("%s: %w", s.worker.Name, err))
 }

@@ -45,8 +45,10 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // readBody reads req.Body whole, before the request takes a runner slot:
 // a client that uploads slowly then holds only its connection (and counts
 // in flight), never a worker. The body ends up in req.Prefetched (and
-// req.Body, a memory reader, past prefetchMax) or, when big, in a file
-// returned to be closed after the request. req.ContentLength < 0 means the
+// req.Body past prefetchMax) or, when big, in a file returned to be closed
+// after the request. req.Body is then an *io.SectionReader, over memory or
+// the file: a retry reads it again from its start (rewind), and a sender
+// left reading by a broken exchange cannot move the retry's offset. req.ContentLength < 0 means the
 // length is unknown (chunked); it is known afterwards.
 func (h *Handler) readBody(req *request.Request) (*os.File, error) {
 	body, n, limit := req.Body, req.ContentLength, h.Limits.MaxBody
@@ -80,7 +82,8 @@ func (h *Handler) readBody(req *request.Request) (*os.File, error) {
 		setLength(req, n, got)
 		b := mem.Bytes()
 		if got > prefetchMax {
-			req.Body = bytes.NewReader(b[prefetchMax:])
+			rest := b[prefetchMax:]
+			req.Body = io.NewSectionReader(bytes.NewReader(rest), 0, int64(len(rest)))
 			b = b[:prefetchMax]
 		}
 		req.Prefetched = b
@@ -111,12 +114,8 @@ func (h *Handler) readBody(req *request.Request) (*os.File, error) {
 		f.Close()
 		return nil, bodyError(io.ErrUnexpectedEOF)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, request.Errorf(http.StatusInternalServerError, "spooling request body", err)
-	}
 	setLength(req, n, copied)
-	req.Body = f
+	req.Body = io.NewSectionReader(f, 0, copied)
 	return f, nil
 }
 
@@ -142,4 +141,11 @@ func bodyError(err error) error {
 		return request.Errorf(http.StatusRequestTimeout, "request body timeout", err)
 	}
 	return request.Errorf(http.StatusBadRequest, "incomplete request body", err)
+}
+
+// rewind makes req.Body, as readBody left it, readable again from its start.
+func rewind(req *request.Request) {
+	if sr, ok := req.Body.(*io.SectionReader); ok {
+		req.Body = io.NewSectionReader(sr, 0, sr.Size())
+	}
 }

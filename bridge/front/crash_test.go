@@ -1,7 +1,14 @@
 package front_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,5 +70,43 @@ func TestRunnerKilledUnderLoad(t *testing.T) {
 	}
 	if info := s.fleet.Info(); info == nil {
 		t.Fatal("no worker running after the crash")
+	}
+}
+
+// G15, docs/design.md "Retries": a request whose runner died before
+// answering is tried once more on another worker when its method is
+// idempotent: a PUT (its 300 KiB body read again from the start) succeeds
+// there. The same request as a POST is not (the app may have seen it), so
+// it gets 502.
+func TestRunnerLostRetriesOnlyIdempotent(t *testing.T) {
+	s := startStack(t, 0)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 300<<10/16)
+	sum := sha256.Sum256(body)
+	want := fmt.Sprintf("survived %d %x", len(body), sum)
+	send := func(method string) (int, string) {
+		mark := filepath.Join(t.TempDir(), "mark")
+		req, err := http.NewRequest(method, s.httpURL+"/crash-once?mark="+url.QueryEscape(mark), bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if code, got := send("PUT"); code != 200 || got != want {
+		t.Fatalf("PUT after a runner death: got %d %q, want 200 %q from the retry", code, got, want)
+	}
+	if n := strings.Count(s.logs.String(), "retrying on another slot"); n != 1 {
+		t.Fatalf("%d retries logged, want 1", n)
+	}
+	if code, got := send("POST"); code != 502 {
+		t.Fatalf("POST after a runner death: got %d %q, want 502 (never run twice)", code, got)
+	}
+	if n := strings.Count(s.logs.String(), "retrying on another slot"); n != 1 {
+		t.Fatalf("%d retries logged after the POST, want still 1", n)
 	}
 }

@@ -25,8 +25,43 @@ type Handler struct {
 	Begin func() func(runner string, status int, d time.Duration)
 }
 
-// maxAttempts bounds how often a request that no runner saw is re-dispatched.
-const maxAttempts = 3
+// maxAttempts bounds how often a request that no runner saw is re-dispatched;
+// maxLostAttempts how often one that a runner may have seen is (see retry).
+const (
+	maxAttempts     = 3
+	maxLostAttempts = 2
+)
+
+// retry decides whether a request that failed on its attempt-th slot goes
+// to another. One that never reached a runner (its worker had just died)
+// always may. One whose runner connection broke before any answer came
+// back may have been seen by the app: like nginx's proxy_next_upstream, it
+// is tried once more only if its method is idempotent (RFC 9110 9.2.2),
+// so that a GET sent to a runner in the instant it was killed succeeds,
+// while a POST is never run twice. A request that kills every runner it
+// reaches thus costs two runners at most. The body was read whole before
+// dispatch, so it can be sent again (rewind).
+func retry(ctx context.Context, req *request.Request, err error, res dispatch.Result, attempt int) bool {
+	switch {
+	case err == nil || res.HeadSent || ctx.Err() != nil:
+		return false
+	case errors.Is(err, dispatch.ErrNotDelivered):
+		return attempt < maxAttempts
+	case errors.Is(err, dispatch.ErrRunnerLost):
+		return attempt < maxLostAttempts && idempotent(req.Method)
+	}
+	return false
+}
+
+// idempotent reports whether a method may be repeated with the same effect
+// (RFC 9110 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
 
 // start stamps a request whose head has just been read: its start and
 // deadline, and its place in the in-flight count.
@@ -67,16 +102,15 @@ func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.Re
 	var res dispatch.Result
 	worker := ""
 	slot, err := h.Pool.Acquire(ctx)
-	// A request that never reached a runner (its worker had just died) is
-	// tried on other slots; anything the app may have seen is not retried.
-	for attempt := 0; err == nil; attempt++ {
+	for attempt := 1; err == nil; attempt++ {
 		worker = slot.Worker().Name
 		res, err = slot.Exchange(ctx, req, rw, log)
 		h.Pool.Release(slot)
-		if !errors.Is(err, dispatch.ErrNotDelivered) || attempt == maxAttempts-1 {
+		if !retry(ctx, req, err, res, attempt) {
 			break
 		}
 		log.Warn().Err(err).Str("worker", worker).Msg("runner unavailable; retrying on another slot")
+		rewind(req)
 		slot, err = h.Pool.Acquire(ctx)
 	}
 	sent := 0

@@ -5,6 +5,7 @@ package testrunner
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -208,6 +209,9 @@ func head(status uint32, kv ...string) *bridgev1.ResponseHead {
 //	                stream=1 in three frames, the app still sending
 //	/short          Content-Length 10, body "short" (aborted)
 //	/crash          the runner process exits mid-request (→ 502)
+//	/crash-once?mark=F  exits after reading half the body if file F does
+//	                not exist (creating it), else answers "survived N
+//	                <sha256 of the N body bytes>"
 //	/hang?ms=M      answers after M ms, ignoring cancellation (a stuck app)
 //	/grow?mb=N      keeps N more MiB resident, answers "grew"
 //	/big?mb=N       N MiB of body in 64 KiB chunks (a client that does not
@@ -326,6 +330,20 @@ func handle(st bridgev1.Runner_SlotServer, h *bridgev1.RequestHead, in *input) e
 		return st.Send(&bridgev1.ResponseFrame{End: true})
 	case "/crash":
 		os.Exit(3)
+	case "/crash-once":
+		// Dies the first time (no file at ?mark= yet) once it has read
+		// half the body, answers after with a hash of the body it read: a
+		// request that killed its runner, tried again on another.
+		half := atoi(v["CONTENT_LENGTH"], 0) / 2
+		if _, err := os.Stat(q["mark"]); err != nil {
+			io.ReadFull(in, make([]byte, half))
+			os.WriteFile(q["mark"], nil, 0o600)
+			os.Exit(3)
+		}
+		h := sha256.New()
+		n, _ := io.Copy(h, in)
+		out := fmt.Sprintf("survived %d %x", n, h.Sum(nil))
+		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", strconv.Itoa(len(out))), Body: []byte(out), End: true})
 	case "/hang":
 		time.Sleep(time.Duration(atoi(q["ms"], 1000)) * time.Millisecond)
 		return st.Send(&bridgev1.ResponseFrame{Head: head(200, "Content-Length", "4"), Body: []byte("hung"), End: true})
