@@ -39,12 +39,17 @@ type failure struct {
 	Kill *event
 }
 
+// noticeWindow is how long after a killed runner is gone bridge may still
+// send it a request: until its connection's end has been read.
+const noticeWindow = 100 * time.Millisecond
+
 // explainedBy returns the first kill of f's bridge that happened while f
 // was in flight: f started before the killed runner was gone (the SIGKILL
 // takes a few milliseconds to end a process, and a request sent meanwhile
 // reaches it) and ended after the SIGKILL was sent. When bridge's log names
 // the worker that had the request, the kill must be of that worker's
-// process. Only a kill explains a failure; a reload is meant to lose
+// process; a request the log puts on the killed process itself may also
+// have started up to noticeWindow after it was gone. Only a kill explains a failure; a reload is meant to lose
 // nothing.
 func explainedBy(f failure, events []event) *event {
 	for i := range events {
@@ -59,7 +64,16 @@ func explainedBy(f failure, events []event) *event {
 		if gone.Before(e.At) {
 			gone = e.At
 		}
-		if f.Start.Before(gone) && f.End.After(e.At) {
+		if !f.End.After(e.At) {
+			continue
+		}
+		if f.Start.Before(gone) {
+			return e
+		}
+		// Bridge's log says the request went to the killed process itself,
+		// sent before bridge could know: the end of the runner's socket
+		// reaches bridge's reader some time after the process is gone.
+		if f.WorkerPID == e.PID && f.Start.Before(gone.Add(noticeWindow)) {
 			return e
 		}
 	}

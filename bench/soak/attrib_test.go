@@ -34,6 +34,9 @@ func TestAttribute(t *testing.T) {
 		{"sent after it was gone", failure{Runner: "java", Start: at(50.006), End: at(50.02)}, false},
 		{"logged on the killed worker", failure{Runner: "ruby", Start: at(39), End: at(41), WorkerPID: 300}, true},
 		{"logged on another worker", failure{Runner: "ruby", Start: at(39), End: at(41), WorkerPID: 301}, false},
+		{"sent to the killed process before bridge knew", failure{Runner: "java", Start: at(50.05), End: at(50.06), WorkerPID: 400}, true},
+		{"sent to it long after", failure{Runner: "java", Start: at(50.2), End: at(50.3), WorkerPID: 400}, false},
+		{"after it was gone, on another worker", failure{Runner: "java", Start: at(50.05), End: at(50.06), WorkerPID: 401}, false},
 	}
 	fails := make([]failure, len(cases))
 	want := 0

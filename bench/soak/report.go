@@ -124,7 +124,7 @@ func (r *report) markdown() string {
 		keys[k] = true
 	}
 	w("## Normal requests\n\n")
-	w("Failed = a wrong status, a wrong or cut body, or a client error; explained = in flight at a SIGKILL of one of its bridge's runners. Latency of the requests that succeeded.\n\n")
+	w("Failed = a wrong status, a wrong or cut body, or a client error; explained = in flight at a SIGKILL of one of its bridge's runners (or, per bridge's log, sent to the killed process before bridge could know it was gone: up to 100 ms after). Latency of the requests that succeeded.\n\n")
 	w("| bridge | kind | via | sent | ok | failed | explained | unexplained | cancelled | p50 ms | p99 ms | max ms |\n")
 	w("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, k := range r.sortedKeys(keys) {
