@@ -41,12 +41,9 @@ var ErrNotDelivered = errors.New("request not delivered")
 // a request that is safe to repeat may be tried again (handler's rule).
 var ErrRunnerLost = errors.New("runner connection lost before it answered")
 
-// ErrClientGone means writing to the client failed; the app was cancelled.
-var ErrClientGone = request.ErrClientGone
-
 // Exchange runs req on the slot and writes the response to rw. Its error
 // says what went wrong (a *request.Error with a status, request.ErrAbort,
-// ErrClientGone, or the stream's error once ctx has ended); what the
+// request.ErrClientGone, or the stream's error once ctx has ended); what the
 // client gets is decided by request.Classify with ctx's error.
 func (s *Slot) Exchange(ctx context.Context, req *request.Request, rw request.ResponseWriter, log zerolog.Logger) (Result, error) {
 	var res Result
@@ -147,7 +144,7 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 			lim.declared = declared
 			res.Status, res.HeadSent = int(h.Status), true
 			if err := rw.WriteHead(int(h.Status), h.Reason, headers); err != nil {
-				return false, ErrClientGone
+				return false, request.ErrClientGone
 			}
 		}
 		if (len(f.Body) > 0 || f.File != nil) && !res.HeadSent {
@@ -174,13 +171,13 @@ func (s *Slot) receive(stream bridgev1.Runner_SlotClient, rw request.ResponseWri
 				err = co.add(body)
 			}
 			if err != nil {
-				return false, ErrClientGone
+				return false, request.ErrClientGone
 			}
 			res.Bytes += int64(len(body))
 		}
 		if co != nil && (f.File != nil || f.End || lim.cut) {
 			if err := co.drain(); err != nil {
-				return false, ErrClientGone
+				return false, request.ErrClientGone
 			}
 		}
 		if fl := f.File; fl != nil {
