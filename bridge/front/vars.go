@@ -135,7 +135,7 @@ func (l *varList) reindex() {
 	l.slots = make([]int32, size)
 	mask := size - 1
 	for i, v := range l.vars {
-		s := int(maphash.Bytes(hashSeed, v.Name)) & mask
+		s := int(hashName(v.Name)) & mask
 		for l.probes++; l.slots[s] != 0; l.probes++ {
 			s = (s + 1) & mask
 		}
