@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -22,19 +21,11 @@ func TestServeLimitFlags(t *testing.T) {
 	t.Setenv(testrunner.EnvVar, "1")
 	addr := freeAddr(t)
 	sock := t.TempDir() + "/u.sock"
-	ctx, stop := context.WithCancel(context.Background())
-	logs := &lockedBuf{}
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--runner", "exec:" + os.Args[0], "--http", addr, "--uwsgi", "unix:" + sock,
-			"--workers", "1", "--max-headers", "3", "--max-body-size", "1K", "--body-timeout", "300ms",
-			"--header-timeout", "1s", "--write-timeout", "1s"}, io.Discard, logs)
-	}()
+	logs, stop := startServe(t, []string{"serve", "--runner", "exec:" + os.Args[0], "--http", addr, "--uwsgi", "unix:" + sock,
+		"--workers", "1", "--max-headers", "3", "--max-body-size", "1K", "--body-timeout", "300ms",
+		"--header-timeout", "1s", "--write-timeout", "1s"})
 	defer func() {
 		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("log:\n%s", logs.String())
 		}

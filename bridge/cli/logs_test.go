@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -97,25 +96,10 @@ func serveOneRequest(t *testing.T, appDir, format string) string {
 	}
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "s.sock")
-	ctx, stop := context.WithCancel(context.Background())
-	logs := &lockedBuf{}
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--runner", "python:logapp:application", "--chdir", appDir,
-			"--uwsgi", "unix:" + sock, "--workers", "1", "--log-format", format, "--log-level", "debug"}, io.Discard, logs)
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "bridge ready"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge did not come up:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	logs, stop := startServe(t, []string{"serve", "--runner", "python:logapp:application", "--chdir", appDir,
+		"--uwsgi", "unix:" + sock, "--workers", "1", "--log-format", format, "--log-level", "debug"})
+	defer stop()
+	waitReady(t, logs)
 	var vars []uwsgi.Var
 	for _, kv := range [][2]string{
 		{"REQUEST_METHOD", "GET"}, {"REQUEST_URI", "/p\x1b[31m\r\n\x00\xff?q=1"}, {"PATH_INFO", "/p"},

@@ -41,6 +41,34 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startServe runs bridge with args in the background, its log in logs.
+// stop, to be called once (deferred), ends it, waits for Run to return and
+// fails the test if Run failed.
+func startServe(t *testing.T, args []string) (logs *lockedBuf, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &lockedBuf{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, args, io.Discard, logs) }()
+	return logs, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
+}
+
+// waitReady waits until bridge logs that it is ready, and fails the test
+// if that takes over 30 s (the caller's deferred stop then ends bridge).
+func waitReady(t *testing.T, logs *lockedBuf) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "bridge ready"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge did not come up:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Drain (docs/design.md "Supervision", issue 6 item 2): after the shutdown signal,
 // readiness fails, new connections are refused, 20 in-flight 2-second
 // requests all finish with 200, and serve returns nil within grace + 1 s.

@@ -79,22 +79,9 @@ func TestServeSocketAndAdminWiring(t *testing.T) {
 	if os.Geteuid() == 0 {
 		args, wantGid = append(args, "--socket-group", "nogroup"), 65534
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	logs := &lockedBuf{}
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, args, io.Discard, logs) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "bridge ready"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge did not come up:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	logs, stop := startServe(t, args)
+	defer stop()
+	waitReady(t, logs)
 
 	fi, err := os.Lstat(sock)
 	if err != nil {

@@ -23,7 +23,7 @@ func rawUwsgi(t *testing.T, network, addr, path, query string) ([]byte, error) {
 	setVar(p, "PATH_INFO", path)
 	setVar(p, "QUERY_STRING", query)
 	pkt, _ := uwsgi.AppendPacket(nil, p)
-	c := dialUwsgi(t, network, addr)
+	c := dialFront(t, network, addr)
 	defer c.Close()
 	if _, err := c.Write(pkt); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ type frontUnderTest struct {
 
 var bothFronts = []frontUnderTest{
 	{"http", func(t *testing.T, s *stack) net.Conn {
-		return dialUwsgi(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
+		return dialFront(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
 	}, func(_ *testing.T, method, uri string, contentLength int, extra ...string) []byte {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: t\r\n", method, uri)
@@ -74,24 +74,44 @@ var bothFronts = []frontUnderTest{
 		return []byte(b.String())
 	}},
 	{"uwsgi", func(t *testing.T, s *stack) net.Conn {
-		return dialUwsgi(t, "unix", s.uwsgiSock)
+		return dialFront(t, "unix", s.uwsgiSock)
 	}, uwsgiPacket},
 }
 
-// get sends one request on a new connection and returns its status.
-func (f frontUnderTest) get(t *testing.T, s *stack, uri string) int {
+// send writes req on a new connection and leaves the connection to the
+// test; it is closed when the test ends.
+func (f frontUnderTest) send(t *testing.T, s *stack, req []byte) net.Conn {
+	t.Helper()
+	c := f.dial(t, s)
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// roundTrip sends req on a new connection and reads the whole response;
+// the connection is closed before it returns, so that it holds no place
+// under --max-connections.
+func (f frontUnderTest) roundTrip(t *testing.T, s *stack, req []byte) *http.Response {
 	t.Helper()
 	c := f.dial(t, s)
 	defer c.Close()
-	if _, err := c.Write(f.request(t, "GET", uri, 0)); err != nil {
+	if _, err := c.Write(req); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		t.Fatalf("%s GET %s: %v", f.name, uri, err)
+		t.Fatalf("%s %.40q: %v", f.name, req, err)
 	}
 	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	return resp
+}
+
+// get sends one GET on a new connection and returns its status.
+func (f frontUnderTest) get(t *testing.T, s *stack, uri string) int {
+	t.Helper()
+	return f.roundTrip(t, s, f.request(t, "GET", uri, 0)).StatusCode
 }
 
 // Slow readers: four clients take a big response and stop reading. They
@@ -104,11 +124,7 @@ func TestSlowReadersAreCut(t *testing.T) {
 			s := hostileStack(t, func(l *front.Limits) { l.WriteTimeout = 300 * time.Millisecond })
 			var readers []net.Conn
 			for range 4 {
-				c := f.dial(t, s)
-				defer c.Close()
-				if _, err := c.Write(f.request(t, "GET", "/big?mb=256", 0)); err != nil {
-					t.Fatal(err)
-				}
+				c := f.send(t, s, f.request(t, "GET", "/big?mb=256", 0))
 				// The head arrives; then the client reads nothing more.
 				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 					t.Fatal(err)
@@ -144,12 +160,7 @@ func TestSlowUploadsHoldNoSlot(t *testing.T) {
 			s := hostileStack(t, func(l *front.Limits) { l.BodyTimeout = 2 * time.Second })
 			var uploads []net.Conn
 			for range 4 {
-				c := f.dial(t, s)
-				defer c.Close()
-				if _, err := c.Write(append(f.request(t, "POST", "/echo", 1<<20), 'x')); err != nil {
-					t.Fatal(err)
-				}
-				uploads = append(uploads, c)
+				uploads = append(uploads, f.send(t, s, append(f.request(t, "POST", "/echo", 1<<20), 'x')))
 			}
 			time.Sleep(200 * time.Millisecond) // the uploads have started
 			if got := f.get(t, s, "/hello"); got != 200 {
@@ -178,16 +189,7 @@ func TestHeaderLimits(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			s := hostileStack(t, func(l *front.Limits) { l.MaxHeaders = 20; l.MaxHeaderSize = 8 << 10 })
 			status := func(extra ...string) int {
-				c := f.dial(t, s)
-				defer c.Close()
-				if _, err := c.Write(f.request(t, "GET", "/hello", 0, extra...)); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return resp.StatusCode
+				return f.roundTrip(t, s, f.request(t, "GET", "/hello", 0, extra...)).StatusCode
 			}
 			headers := func(n, size int) []string {
 				var kv []string
@@ -222,15 +224,7 @@ func TestMaxConnectionsAnswers503(t *testing.T) {
 			holder := f.dial(t, s) // sends nothing: holds the only place
 			defer holder.Close()
 			time.Sleep(100 * time.Millisecond)
-			c := f.dial(t, s)
-			defer c.Close()
-			if _, err := c.Write(f.request(t, "GET", "/hello", 0)); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := f.roundTrip(t, s, f.request(t, "GET", "/hello", 0))
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 				t.Fatalf("over the connection limit: %d %v, want 503 with Retry-After", resp.StatusCode, resp.Header)
 			}
@@ -261,7 +255,7 @@ func TestHTTPEarlyRejectionsAreCounted(t *testing.T) {
 		{"GARBAGE\r\n\r\n", 400},
 		{"GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + strings.Repeat("b", 10<<10) + "\r\n\r\n", 431},
 	} {
-		c := dialUwsgi(t, "tcp", addr)
+		c := dialFront(t, "tcp", addr)
 		if _, err := c.Write([]byte(tc.raw)); err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +275,7 @@ func TestHTTPEarlyRejectionsAreCounted(t *testing.T) {
 // says the connection must be closed after the response.
 func TestContentLengthAndChunkedCloses(t *testing.T) {
 	s := hostileStack(t, func(*front.Limits) {})
-	c := dialUwsgi(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
+	c := dialFront(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
 	defer c.Close()
 	req := "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
 	if _, err := c.Write([]byte(req)); err != nil {

@@ -9,19 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // rawHTTP writes req on a new connection to the HTTP front and reads one
 // response.
 func rawHTTP(t *testing.T, s *stack, req string) (*http.Response, []byte) {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(s.httpURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
@@ -39,12 +34,8 @@ func rawHTTP(t *testing.T, s *stack, req string) (*http.Response, []byte) {
 // scheme (there is no trusted-proxy setting).
 func TestHTTPRemoteAddrIgnoresForwardedHeaders(t *testing.T) {
 	s := startStack(t, 0)
-	c, err := net.Dial("tcp", strings.TrimPrefix(s.httpURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, "tcp", strings.TrimPrefix(s.httpURL, "http://"))
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, "GET /env HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: https\r\n"+
 		"Forwarded: for=10.1.1.1;proto=https\r\nX-Real-Ip: 10.2.2.2\r\nConnection: close\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -96,19 +96,9 @@ func TestHTTPPathDecodedOnce(t *testing.T) {
 		"/env/bar%252cbaz": "/env/bar%2cbaz",
 		"/env/caf%C3%A9":   "/env/caf\xc3\xa9",
 	} {
-		c, err := net.Dial("tcp", strings.TrimPrefix(s.httpURL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "GET "+raw+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, body := rawHTTP(t, s, "GET "+raw+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		var d envDump
-		json.NewDecoder(resp.Body).Decode(&d)
-		c.Close()
+		json.Unmarshal(body, &d)
 		if d.Vars["PATH_INFO"] != want || d.Vars["REQUEST_URI"] != raw {
 			t.Errorf("%s: PATH_INFO %q REQUEST_URI %q, want %q", raw, d.Vars["PATH_INFO"], d.Vars["REQUEST_URI"], want)
 		}

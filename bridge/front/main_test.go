@@ -136,7 +136,9 @@ func startStackLimits(t testing.TB, lim front.Limits, pool *dispatch.Pool, tune 
 
 var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 
-func dialUwsgi(t *testing.T, network, addr string) net.Conn {
+// dialFront opens a raw connection to either front (the uwsgi socket or
+// the HTTP listener), with a deadline so that no test can hang on it.
+func dialFront(t *testing.T, network, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout(network, addr, 5*time.Second)
 	if err != nil {

@@ -52,7 +52,7 @@ func roundTrip(t *testing.T, network, addr string, p *uwsgi.Packet, body []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dialUwsgi(t, network, addr)
+	c := dialFront(t, network, addr)
 	defer c.Close()
 	if _, err := c.Write(append(pkt, body...)); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestUwsgiResponseFraming(t *testing.T) {
 	p, _ := golden(t, "get_plain")
 	setVar(p, "PATH_INFO", "/hello")
 	pkt, _ := uwsgi.AppendPacket(nil, p)
-	c := dialUwsgi(t, "tcp", s.uwsgiTCP)
+	c := dialFront(t, "tcp", s.uwsgiTCP)
 	defer c.Close()
 	c.Write(pkt)
 	all, err := io.ReadAll(c) // returns only when bridge closes
@@ -222,7 +222,7 @@ func TestUwsgiDisconnectCancels(t *testing.T) {
 	setVar(p, "QUERY_STRING", "ms=5000")
 	pkt, _ := uwsgi.AppendPacket(nil, p)
 	for i := 0; i < 3; i++ {
-		c := dialUwsgi(t, "unix", s.uwsgiSock)
+		c := dialFront(t, "unix", s.uwsgiSock)
 		c.Write(pkt)
 		time.Sleep(100 * time.Millisecond)
 		gone := time.Now()
@@ -240,7 +240,7 @@ func TestUwsgiDisconnectCancels(t *testing.T) {
 // is not called.
 func TestUwsgiBadPackets(t *testing.T) {
 	s := startStack(t, 0)
-	c := dialUwsgi(t, "unix", s.uwsgiSock)
+	c := dialFront(t, "unix", s.uwsgiSock)
 	c.Write([]byte{0, 10, 0, 0, 5, 0, 'A'}) // datasize 10, entry cut short
 	c.(*net.UnixConn).CloseWrite()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -268,7 +268,7 @@ func TestUwsgiAbortIsReset(t *testing.T) {
 	p, _ := golden(t, "get_plain")
 	setVar(p, "PATH_INFO", "/error-after")
 	pkt, _ := uwsgi.AppendPacket(nil, p)
-	c := dialUwsgi(t, "tcp", s.uwsgiTCP)
+	c := dialFront(t, "tcp", s.uwsgiTCP)
 	defer c.Close()
 	c.Write(pkt)
 	_, err := io.ReadAll(c)
@@ -295,7 +295,7 @@ func TestHopByHopHeadersDropped(t *testing.T) {
 	p, _ := golden(t, "get_plain")
 	setVar(p, "PATH_INFO", "/hop")
 	pkt, _ := uwsgi.AppendPacket(nil, p)
-	c := dialUwsgi(t, "unix", s.uwsgiSock)
+	c := dialFront(t, "unix", s.uwsgiSock)
 	defer c.Close()
 	c.Write(pkt)
 	all, _ := io.ReadAll(c)

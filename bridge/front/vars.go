@@ -72,8 +72,10 @@ func (l *varList) newVar(name, value []byte) *bridgev1.Var {
 }
 
 // find returns name's index in vars, or -1 and the index slot where it
-// goes. It builds the index when the list has outgrown scanning.
-func (l *varList) find(name []byte) (i, slot int) {
+// goes. It builds the index when the list has outgrown scanning. The fronts
+// look names up as []byte (packet and header bytes) and the fixed CGI names
+// as string; one body serves both, without copying either to the other.
+func find[T string | []byte](l *varList, name T) (i, slot int) {
 	if l.slots == nil {
 		if len(l.vars) <= linearMax {
 			for i, v := range l.vars {
@@ -88,7 +90,7 @@ func (l *varList) find(name []byte) (i, slot int) {
 		l.reindex()
 	}
 	mask := len(l.slots) - 1
-	for s := int(maphash.Bytes(hashSeed, name)) & mask; ; s = (s + 1) & mask {
+	for s := int(hashName(name)) & mask; ; s = (s + 1) & mask {
 		l.probes++
 		j := l.slots[s]
 		if j == 0 {
@@ -100,32 +102,14 @@ func (l *varList) find(name []byte) (i, slot int) {
 	}
 }
 
-// findString is find for a name given as a string (maphash.String hashes as
-// maphash.Bytes does).
-func (l *varList) findString(name string) (i, slot int) {
-	if l.slots == nil {
-		if len(l.vars) <= linearMax {
-			for i, v := range l.vars {
-				if string(v.Name) == name {
-					l.probes += i + 1
-					return i, 0
-				}
-			}
-			l.probes += len(l.vars)
-			return -1, 0
-		}
-		l.reindex()
-	}
-	mask := len(l.slots) - 1
-	for s := int(maphash.String(hashSeed, name)) & mask; ; s = (s + 1) & mask {
-		l.probes++
-		j := l.slots[s]
-		if j == 0 {
-			return -1, s
-		}
-		if string(l.vars[j-1].Name) == name {
-			return int(j - 1), 0
-		}
+// hashName hashes a name given as bytes or as a string alike
+// (maphash.String hashes as maphash.Bytes does).
+func hashName[T string | []byte](name T) uint64 {
+	switch n := any(name).(type) {
+	case string:
+		return maphash.String(hashSeed, n)
+	default:
+		return maphash.Bytes(hashSeed, n.([]byte))
 	}
 }
 
@@ -151,7 +135,7 @@ func (l *varList) reindex() {
 	l.slots = make([]int32, size)
 	mask := size - 1
 	for i, v := range l.vars {
-		s := int(maphash.Bytes(hashSeed, v.Name)) & mask
+		s := int(hashName(v.Name)) & mask
 		for l.probes++; l.slots[s] != 0; l.probes++ {
 			s = (s + 1) & mask
 		}
@@ -196,7 +180,7 @@ var (
 // meets one, from nginx with ignore_invalid_headers off or from a
 // uwsgi_param, and an app could take it for something else.
 func (l *varList) add(name, value []byte) {
-	i, slot := l.find(name)
+	i, slot := find(l, name)
 	switch {
 	case i < 0:
 		if validName(name) {
@@ -270,7 +254,7 @@ func validWord(x uint64) bool {
 
 // get returns a variable's value, or nil.
 func (l *varList) get(name string) []byte {
-	if i, _ := l.findString(name); i >= 0 {
+	if i, _ := find(l, name); i >= 0 {
 		return l.vars[i].Value
 	}
 	return nil
@@ -278,13 +262,13 @@ func (l *varList) get(name string) []byte {
 
 // has reports whether name is present.
 func (l *varList) has(name string) bool {
-	i, _ := l.findString(name)
+	i, _ := find(l, name)
 	return i >= 0
 }
 
 // set replaces or appends name.
 func (l *varList) set(name string, value []byte) {
-	i, slot := l.findString(name)
+	i, slot := find(l, name)
 	if i < 0 {
 		l.push([]byte(name), value, slot)
 		return
@@ -296,7 +280,7 @@ func (l *varList) set(name string, value []byte) {
 // del removes name. The index, if any, is rebuilt at the next lookup, and
 // merged values are copied again at their next merge.
 func (l *varList) del(name string) {
-	if i, _ := l.findString(name); i >= 0 {
+	if i, _ := find(l, name); i >= 0 {
 		l.vars = append(l.vars[:i], l.vars[i+1:]...)
 		l.slots = nil
 		l.own = 0

@@ -207,7 +207,7 @@ func TestVarListMatchesReference(t *testing.T) {
 	}
 }
 
-// A var name that no CGI environment could hold is dropped (the uwsgi front
+// U5: a var name that no CGI environment could hold is dropped (the uwsgi front
 // is the only way one arrives).
 func TestUwsgiDropsInvalidVarNames(t *testing.T) {
 	p := goldenPacket(t, "get_plain")

@@ -439,8 +439,12 @@ type ResponseHead struct {
 	Status uint32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
 	// Reason phrase as the app gave it ("OK"); may be empty.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Response headers in the app's order, already validated by the shim: no
-	// CR/LF/NUL, names are tokens, no hop-by-hop headers.
+	// Response headers in the app's order. A shim may check them (the
+	// bundled ones do), but Go does not rely on it: it checks the whole head
+	// again for every runner (status, reason phrase; names are tokens and
+	// not Status; values have no control byte but HTAB; Content-Length is
+	// digits, one value), drops hop-by-hop headers, and answers 502 for a
+	// head it refuses, never repairing it (docs/conformance.md G26).
 	Headers       []*Header `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
