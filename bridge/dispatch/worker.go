@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -76,7 +75,8 @@ type Slot struct {
 	// free); guarded by the pool's mutex.
 	since time.Time
 
-	mu     sync.Mutex // held by the request using the slot; guards stream
+	// The rest is used only by the request holding the slot (Acquire hands
+	// a slot to one request at a time), so it needs no lock.
 	stream bridgev1.Runner_SlotClient
 	cancel context.CancelFunc
 	codec  *frameCodec // the stream's; holds the last response frame's buffer
