@@ -97,8 +97,15 @@ func (s *Slot) exchange(stream bridgev1.Runner_SlotClient, req *request.Request,
 		snd = startSender(stream, req.Body)
 	}
 	clean, err = s.receive(stream, rw, req.Method == "HEAD", res, log)
-	if snd != nil && !snd.finish() {
-		clean = false
+	if snd != nil {
+		if !clean {
+			// The stream is dropped anyway (Exchange resets it): cancel it
+			// now, so that a sender blocked on flow control returns.
+			s.cancel()
+		}
+		if !snd.finish() {
+			clean = false
+		}
 	}
 	return clean, err
 }
@@ -307,11 +314,18 @@ func (s *Slot) unavailable(stream bridgev1.Runner_SlotClient, err error) error {
 
 // sender streams the request body while the response comes back, so an app
 // can answer before it has read everything (and gRPC flow control is the
-// back-pressure on a slow app).
+// back-pressure on a slow app). The body is read whole before dispatch (in
+// memory or a file), so the sender never waits for a client.
 type sender struct {
-	reading atomic.Bool
-	done    atomic.Bool
-	result  chan bool
+	done   atomic.Bool
+	result chan bool
+}
+
+// PieceReader is a body already in memory, in pieces: each goes out as
+// one frame as it is, without a copy into the sender's buffer. NextPiece
+// returns nil at the end.
+type PieceReader interface {
+	NextPiece() []byte
 }
 
 func startSender(stream bridgev1.Runner_SlotClient, body io.Reader) *sender {
@@ -321,27 +335,27 @@ func startSender(stream bridgev1.Runner_SlotClient, body io.Reader) *sender {
 }
 
 func (sd *sender) run(stream bridgev1.Runner_SlotClient, body io.Reader) bool {
+	if pr, ok := body.(PieceReader); ok {
+		for b := pr.NextPiece(); b != nil && !sd.done.Load(); b = pr.NextPiece() {
+			if stream.Send(&bridgev1.RequestFrame{Body: b}) != nil {
+				return false
+			}
+		}
+		return stream.Send(&bridgev1.RequestFrame{End: true}) == nil
+	}
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
-	for {
-		// Publish "reading" before looking at done: finish() does the
-		// reverse, so one of the two always sees the other.
-		sd.reading.Store(true)
-		if sd.done.Load() {
-			sd.reading.Store(false)
-			break
-		}
+	for !sd.done.Load() {
 		n, err := io.ReadAtLeast(body, buf, 1)
-		sd.reading.Store(false)
 		if n > 0 && !sd.done.Load() {
 			if serr := stream.Send(&bridgev1.RequestFrame{Body: buf[:n]}); serr != nil {
 				return false
 			}
 		}
 		if err != nil {
-			// EOF, or the client's body broke off: the app sees the end of
-			// its input either way; a short body shows as fewer bytes than
+			// EOF, or the body's file failed: the app sees the end of its
+			// input either way; a short body shows as fewer bytes than
 			// CONTENT_LENGTH.
 			break
 		}
@@ -349,13 +363,10 @@ func (sd *sender) run(stream bridgev1.Runner_SlotClient, body io.Reader) bool {
 	return stream.Send(&bridgev1.RequestFrame{End: true}) == nil
 }
 
-// finish is called once the response has ended. It reports whether the
-// stream is still in step (the body's end frame was sent). A sender stuck
-// reading from the client cannot be waited for: the slot is then dropped.
+// finish is called once the response has ended. It waits for the sender to
+// return (the caller may then reuse the body's memory) and reports whether
+// the stream is still in step (the body's end frame was sent).
 func (sd *sender) finish() bool {
 	sd.done.Store(true)
-	if sd.reading.Load() {
-		return false
-	}
 	return <-sd.result
 }

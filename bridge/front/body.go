@@ -1,7 +1,6 @@
 package front
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -44,13 +43,14 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // readBody reads req.Body whole, before the request takes a runner slot:
 // a client that uploads slowly then holds only its connection (and counts
-// in flight), never a worker. The body ends up in req.Prefetched (and
-// req.Body past prefetchMax) or, when big, in a file returned to be closed
-// after the request. req.Body is then an *io.SectionReader, over memory or
-// the file: a retry reads it again from its start (rewind), and a sender
-// left reading by a broken exchange cannot move the retry's offset. req.ContentLength < 0 means the
-// length is unknown (chunked); it is known afterwards.
-func (h *Handler) readBody(req *request.Request) (*os.File, error) {
+// in flight), never a worker. A body of up to memBodyMax bytes is kept in
+// memory as the pieces it arrived in: the first is req.Prefetched, the
+// rest req.Body. A bigger one goes to an unlinked temp file, returned to
+// be closed after the request, and req.Body reads it. Either way req.Body
+// can be read again from its start (rewind), for a retry.
+// req.ContentLength < 0 means the length is unknown (chunked); it is known
+// afterwards.
+func (h *Handler) readBody(req *request.Request) (io.Closer, error) {
 	body, n, limit := req.Body, req.ContentLength, h.Limits.MaxBody
 	req.Body = nil
 	if body == nil {
@@ -60,45 +60,57 @@ func (h *Handler) readBody(req *request.Request) (*os.File, error) {
 	if n > limit {
 		return nil, tooLarge(n, limit)
 	}
-	var mem bytes.Buffer
-	// A byte past what memory holds (or past the limit, for a chunked
-	// body) is how a body too big for memory (or at all) shows.
-	want := min(int64(memBodyMax), limit) + 1
-	if n >= 0 {
-		want = min(n, int64(memBodyMax)+1)
-		mem.Grow(int(min(want, prefetchMax)))
-	}
-	got, err := io.Copy(&mem, io.LimitReader(body, want))
-	if err != nil {
-		return nil, bodyError(err)
-	}
-	switch {
-	case n >= 0 && got < want:
-		return nil, bodyError(io.ErrUnexpectedEOF)
-	case n < 0 && got > limit:
-		return nil, tooLarge(got, limit)
-	}
-	if got <= memBodyMax && (n < 0 || got == n) {
-		setLength(req, n, got)
-		b := mem.Bytes()
-		if got > prefetchMax {
-			rest := b[prefetchMax:]
-			req.Body = io.NewSectionReader(bytes.NewReader(rest), 0, int64(len(rest)))
-			b = b[:prefetchMax]
+	var mem pieces
+	if n <= memBodyMax {
+		// A byte past what memory holds (or past the limit) is how a
+		// chunked body too big for memory (or at all) shows.
+		want := n
+		if n < 0 {
+			want = min(int64(memBodyMax), limit) + 1
 		}
-		req.Prefetched = b
-		return nil, nil
+		got, err := mem.fill(body, want)
+		switch {
+		case errors.Is(err, errBodyMemory):
+			// Memory for bodies is all in use: this one goes to a file.
+		case err != nil:
+			mem.Close()
+			return nil, bodyError(err)
+		case n >= 0 && got < n:
+			mem.Close()
+			return nil, bodyError(io.ErrUnexpectedEOF)
+		case n < 0 && got > limit:
+			mem.Close()
+			return nil, tooLarge(got, limit)
+		case got <= memBodyMax:
+			setLength(req, n, got)
+			if len(mem) == 0 {
+				return nil, nil
+			}
+			req.Prefetched = *mem[0]
+			if len(mem) > 1 {
+				req.Body = &piecesReader{p: mem[1:]}
+			}
+			return mem, nil
+		}
 	}
+	defer mem.Close() // copied to the file
+	return spool(req, body, mem, n, limit)
+}
+
+// spool writes a body too big for memory to an unlinked temp file: first
+// what was read into memory (a chunked body's start), then the rest.
+func spool(req *request.Request, body io.Reader, mem pieces, n, limit int64) (io.Closer, error) {
 	f, err := os.CreateTemp("", "bridge-body-")
 	if err != nil {
 		return nil, request.Errorf(http.StatusInternalServerError, "spooling request body", err)
 	}
 	os.Remove(f.Name()) // nobody else needs its name; the space goes with the fd
-	rest := limit + 1 - got
+	held := mem.size()
+	rest := limit + 1 - held
 	if n >= 0 {
-		rest = n - got
+		rest = n - held
 	}
-	copied, err := io.Copy(f, io.MultiReader(&mem, io.LimitReader(body, rest)))
+	copied, err := io.Copy(f, io.MultiReader(&piecesReader{p: mem}, io.LimitReader(body, rest)))
 	switch {
 	case err != nil:
 		f.Close()
@@ -115,6 +127,8 @@ func (h *Handler) readBody(req *request.Request) (*os.File, error) {
 		return nil, bodyError(io.ErrUnexpectedEOF)
 	}
 	setLength(req, n, copied)
+	// A section reader reads with pread, from its own offset: a retry
+	// makes another (rewind).
 	req.Body = io.NewSectionReader(f, 0, copied)
 	return f, nil
 }
@@ -145,7 +159,10 @@ func bodyError(err error) error {
 
 // rewind makes req.Body, as readBody left it, readable again from its start.
 func rewind(req *request.Request) {
-	if sr, ok := req.Body.(*io.SectionReader); ok {
-		req.Body = io.NewSectionReader(sr, 0, sr.Size())
+	switch b := req.Body.(type) {
+	case *piecesReader:
+		req.Body = &piecesReader{p: b.p}
+	case *io.SectionReader:
+		req.Body = io.NewSectionReader(b, 0, b.Size())
 	}
 }

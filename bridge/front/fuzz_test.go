@@ -98,11 +98,7 @@ func readWhole(h *Handler, req *request.Request, body io.Reader) (io.Closer, err
 	if req.ContentLength != 0 {
 		req.Body = body
 	}
-	f, err := h.readBody(req)
-	if f == nil {
-		return nil, err
-	}
-	return f, err
+	return h.readBody(req)
 }
 
 // checkError: a refused request carries a status for the client.

@@ -85,9 +85,9 @@ func (h *Handler) start(req *request.Request) func(string, int, time.Duration) {
 func (h *Handler) Serve(ctx context.Context, req *request.Request, rw request.ResponseWriter) request.Outcome {
 	done := h.start(req)
 	log := h.Log.With().Str("req_id", req.ID).Logger()
-	spool, err := h.readBody(req)
-	if spool != nil {
-		defer spool.Close()
+	held, err := h.readBody(req)
+	if held != nil {
+		defer held.Close()
 	}
 	if err != nil {
 		// The client's fault and before any deadline of the app's: never
