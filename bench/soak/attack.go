@@ -100,6 +100,16 @@ func dialSmall(addr string, rcvbuf int) (net.Conn, error) {
 	return d.Dial("tcp", addr)
 }
 
+// hangUpOnStop makes c's reads and writes fail once ctx ends (the soak's
+// stop); the func it returns closes c.
+func hangUpOnStop(ctx context.Context, c net.Conn) func() {
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	return func() {
+		stop()
+		c.Close()
+	}
+}
+
 // slowRead asks for a big response (kib KiB) and then reads nothing
 // (mode none) or the head and then 1 byte a second (mode 1Bps) for hold.
 func slowRead(ctx context.Context, addr, mode string, kib int, hold time.Duration) outcome {
@@ -108,8 +118,7 @@ func slowRead(ctx context.Context, addr, mode string, kib int, hold time.Duratio
 	if err != nil {
 		return outcome{Kind: "error"}
 	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })()
+	defer hangUpOnStop(ctx, c)()
 	id := fmt.Sprintf("soak-attack-slowread-%d", reqSeq.Add(1))
 	if _, err := fmt.Fprintf(c, "GET /big?kib=%d HTTP/1.1\r\nHost: soak\r\nX-Request-Id: %s\r\n\r\n", kib, id); err != nil {
 		return outcome{Kind: "cut", Held: time.Since(start)}
@@ -181,8 +190,7 @@ func slowUpload(ctx context.Context, addr, mode string, hold time.Duration) outc
 	if err != nil {
 		return outcome{Kind: "error"}
 	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })()
+	defer hangUpOnStop(ctx, c)()
 	type answer struct {
 		status int
 		err    error
@@ -259,8 +267,7 @@ func headerFlood(ctx context.Context, addr string, n int, short bool, hold time.
 	if err != nil {
 		return outcome{Kind: "error"}
 	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })()
+	defer hangUpOnStop(ctx, c)()
 	var b strings.Builder
 	fmt.Fprintf(&b, "GET /hello HTTP/1.1\r\nHost: soak\r\nX-Request-Id: soak-attack-flood-%d\r\n", reqSeq.Add(1))
 	for i := 0; i < n; i++ {
