@@ -30,8 +30,9 @@ type front struct {
 }
 
 // fixture is one bridge with every front: direct HTTP, nginx→uwsgi (unix
-// socket, stock uwsgi_params), nginx→uwsgi (TCP, uwsgi_buffering off) and
-// nginx→proxy_pass (proxy_buffering off).
+// socket: deploy/nginx/bridge-uwsgi.conf), nginx→uwsgi (TCP, uwsgi_buffering
+// off) and nginx→proxy_pass (deploy/nginx/bridge-http.conf: keepalive,
+// response buffering on).
 type fixture struct {
 	bridge   *bridgeProc
 	nginx    *nginxProc
@@ -55,7 +56,7 @@ func startFixture(t *testing.T, app, spec string, workers, threads int) *fixture
 		fx.direct,
 		{name: "nginx-uwsgi-unix", base: "http://" + fx.nginx.uwsgiUnix, uwsgi: true},
 		{name: "nginx-uwsgi-tcp", base: "http://" + fx.nginx.uwsgiTCP, uwsgi: true, unbuffered: true, abortVisible: true},
-		{name: "nginx-proxy", base: "http://" + fx.nginx.proxy, unbuffered: true, abortVisible: true},
+		{name: "nginx-proxy", base: "http://" + fx.nginx.proxy, abortVisible: true},
 	}
 	return fx
 }

@@ -22,9 +22,10 @@ type nginxProc struct {
 	done     chan struct{}
 	waitErr  error
 
-	uwsgiUnix string // server: uwsgi_pass unix:SOCK, stock uwsgi_params
+	uwsgiUnix string // server: deploy/nginx/bridge-uwsgi.conf (uwsgi_pass unix:SOCK, stock uwsgi_params)
 	uwsgiTCP  string // server: uwsgi_pass over TCP, uwsgi_buffering off (fixture variant "stream")
-	proxy     string // server: proxy_pass to bridge's HTTP front, proxy_buffering off
+	proxy     string // server: deploy/nginx/bridge-http.conf (proxy_pass, keepalive, buffering on)
+	staticDir string // the deploy servers' /static/ root (empty unless a test writes to it)
 }
 
 // nginxUpstreams names what the nginx servers pass to; an empty one gets no
@@ -49,29 +50,32 @@ func nginxPath(t *testing.T) string {
 	return ""
 }
 
-// startNginx writes a config into a temp prefix and starts nginx in the
-// foreground; it is stopped with SIGTERM when the test ends.
+// startNginx starts one nginx with a server per upstream given. The
+// uwsgi-over-unix and proxy_pass servers are the deploy files themselves
+// (deploy/nginx/bridge-uwsgi.conf and bridge-http.conf, see deployServer);
+// the uwsgi-over-TCP server is a test-only variant with uwsgi_buffering off,
+// so that bridge's own streaming is checked with nothing holding chunks back
+// (the "stream" variant of docs/conformance.md). nginx is stopped with
+// SIGTERM when the test ends.
 func startNginx(t *testing.T, up nginxUpstreams) *nginxProc {
 	t.Helper()
 	n := newNginx(t)
 	var servers strings.Builder
-	server := func(addr, location string) {
-		servers.WriteString("    server {\n        listen " + addr + ";\n        server_name 127.0.0.1;\n" +
-			"        location / {\n" + location + "        }\n    }\n")
-	}
 	if up.uwsgiSock != "" {
 		n.uwsgiUnix = freeAddr(t)
-		server(n.uwsgiUnix, "            include "+uwsgiParams+";\n            uwsgi_pass unix:"+up.uwsgiSock+";\n")
+		servers.WriteString(deployServer(t, "bridge-uwsgi.conf", deployVars{
+			listen: n.uwsgiUnix, uwsgiSock: up.uwsgiSock, staticDir: n.staticDir}))
 	}
 	if up.uwsgiTCP != "" {
 		n.uwsgiTCP = freeAddr(t)
-		server(n.uwsgiTCP, "            include "+uwsgiParams+";\n            uwsgi_pass "+up.uwsgiTCP+";\n"+
-			"            uwsgi_buffering off;\n")
+		servers.WriteString("    server {\n        listen " + n.uwsgiTCP + ";\n        server_name 127.0.0.1;\n" +
+			"        location / {\n            include " + uwsgiParams + ";\n            uwsgi_pass " + up.uwsgiTCP + ";\n" +
+			"            uwsgi_buffering off;\n        }\n    }\n")
 	}
 	if up.http != "" {
 		n.proxy = freeAddr(t)
-		server(n.proxy, "            proxy_pass http://"+up.http+";\n            proxy_http_version 1.1;\n"+
-			"            proxy_buffering off;\n")
+		servers.WriteString(deployServer(t, "bridge-http.conf", deployVars{
+			listen: n.proxy, httpAddr: up.http, staticDir: n.staticDir}))
 	}
 	var addrs []string
 	for _, a := range []string{n.uwsgiUnix, n.uwsgiTCP, n.proxy} {
@@ -92,6 +96,19 @@ func newNginx(t *testing.T) *nginxProc {
 	}
 	n := &nginxProc{prefix: shortTempDir(t), done: make(chan struct{})}
 	n.errorLog = filepath.Join(n.prefix, "error.log")
+	n.staticDir = filepath.Join(n.prefix, "static")
+	if err := os.Mkdir(n.staticDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The deploy files say `include uwsgi_params;`, which nginx resolves
+	// next to its nginx.conf: put Debian's file there, unchanged.
+	params, err := os.ReadFile(uwsgiParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.prefix, "uwsgi_params"), params, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
