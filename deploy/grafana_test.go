@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -158,9 +157,8 @@ func scrapeLiveBridge(t *testing.T) map[string]map[string]bool {
 	httpAddr, adminAddr := freeLocalAddr(t), freeLocalAddr(t)
 	cmd := exec.Command(bin, "serve", "--runner", "python:app:application", "--chdir", filepath.Join("demo"),
 		"--http", httpAddr, "--admin", adminAddr, "--workers", "1", "--max-requests", "3", "--grace", "5s")
-	var log strings.Builder
-	var logMu sync.Mutex
-	cmd.Stdout, cmd.Stderr = &syncWriter{mu: &logMu, w: &log}, &syncWriter{mu: &logMu, w: &log}
+	log := &lockedLog{}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +174,7 @@ func scrapeLiveBridge(t *testing.T) map[string]map[string]bool {
 			t.Errorf("bridge did not stop within 10s of SIGTERM")
 		}
 		if t.Failed() {
-			logMu.Lock()
 			t.Logf("bridge log:\n%s", log.String())
-			logMu.Unlock()
 		}
 	})
 
@@ -292,11 +288,7 @@ func freeLocalAddr(t *testing.T) string {
 func buildBridgeForDeployTests(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "bridge")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/bridge")
+	cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/bridge")
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/bridge: %v\n%s", err, out)
@@ -304,14 +296,10 @@ func buildBridgeForDeployTests(t *testing.T) string {
 	return bin
 }
 
-// syncWriter lets bridge's stdout and stderr share one log.
-type syncWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
+// goTool is the go command: on PATH, or the one of this toolchain.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
