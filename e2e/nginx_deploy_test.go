@@ -3,10 +3,13 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +72,7 @@ func deployServer(t *testing.T, name string, v deployVars) string {
 func TestNginxDeployConfigs(t *testing.T) {
 	state := shortTempDir(t)
 	b := startBridge(t, bridgeOpts{app: "nginx_deploy", spec: "python:app:application",
-		http: true, uwsgiUnix: true, workers: 1, threads: 4, env: []string{"E2E_STATE_DIR=" + state}})
+		http: true, uwsgiUnix: true, admin: true, workers: 1, threads: 4, env: []string{"E2E_STATE_DIR=" + state}})
 	n := startNginx(t, nginxUpstreams{uwsgiSock: b.uwsgiSock, http: b.httpAddr})
 	const static = "body { color: teal }\n"
 	if err := os.WriteFile(filepath.Join(n.staticDir, "site.css"), []byte(static), 0o644); err != nil {
@@ -92,12 +95,16 @@ func TestNginxDeployConfigs(t *testing.T) {
 		checkGatedStream(t, f, state)
 		checkBodyLimit(t, f)
 	})
+	// One after the other: each watches nginx's shared temp directory.
+	for _, f := range fronts {
+		t.Run(f.name+"/request-buffering", func(t *testing.T) { checkRequestBuffering(t, f, n, b) })
+	}
 
 	t.Run("http-forwarded-and-keepalive", func(t *testing.T) {
 		f := fronts[1]
 		first := get(t, f, "/peer")
 		second := get(t, f, "/peer")
-		for _, want := range []string{"HTTP_X_FORWARDED_FOR=127.0.0.1", "HTTP_X_FORWARDED_PROTO=http"} {
+		for _, want := range []string{"HTTP_X_FORWARDED_FOR=127.0.0.1", "HTTP_X_FORWARDED_PROTO=http", "HTTP_HOST=" + n.proxy} {
 			if !strings.Contains(string(first.body), want) {
 				t.Errorf("GET /peer: %q lacks %s", first.body, want)
 			}
@@ -201,4 +208,69 @@ func checkBodyLimit(t *testing.T, f front) {
 	if r.status != 200 || string(r.body) != "300000\n" {
 		t.Errorf("POST of 300000 bytes: %d %q, want 200 %q", r.status, r.body, "300000\n")
 	}
+}
+
+// checkRequestBuffering sends half of a 256 KiB body and stops: nginx, with
+// request buffering on, spools what it has into a temp file (and logs so)
+// and has not yet connected to bridge, so bridge counts no request in
+// flight (it counts one from its first byte). Then the rest goes and the
+// app gets the whole body. Without request buffering there would be no
+// temp file and the wait for its log line fails the test.
+func checkRequestBuffering(t *testing.T, f front, n *nginxProc, b *bridgeProc) {
+	const size = 256 << 10
+	addr := strings.TrimPrefix(f.base, "http://")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	head := fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\n\r\n", size)
+	const spooled = "a client request body is buffered to a temporary file"
+	before := strings.Count(n.errorLogText(), spooled)
+	half := bytes.Repeat([]byte("x"), size/2)
+	if _, err := conn.Write(append([]byte(head), half...)); err != nil {
+		t.Fatal(err)
+	}
+	// nginx unlinks its temp file at once, but logs that it made one.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(n.errorLogText(), spooled) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not log %q within 10s: is request buffering off?", spooled)
+		}
+		time.Sleep(pollEvery)
+	}
+	if got := inFlight(t, b); got != 0 {
+		t.Errorf("bridge has %v requests in flight while nginx still reads the body: want 0 (nginx buffers the request)", got)
+	}
+	if _, err := conn.Write(half); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodPost})
+	if err != nil {
+		t.Fatalf("no response after the whole body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != fmt.Sprintf("%d\n", size) {
+		t.Errorf("POST of %d bytes: %s %q", size, resp.Status, body)
+	}
+}
+
+// inFlight reads bridge_requests_in_flight from bridge's /metrics.
+func inFlight(t *testing.T, b *bridgeProc) float64 {
+	t.Helper()
+	_, text := adminGet(t, b, "/metrics")
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "bridge_requests_in_flight "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("bridge_requests_in_flight %q: %v", v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no bridge_requests_in_flight in /metrics:\n%s", text)
+	return 0
 }

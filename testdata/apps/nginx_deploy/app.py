@@ -41,7 +41,7 @@ def application(environ, start_response):
         return gated_stream(environ, start_response)
     if path == "/peer":
         start_response("200 OK", TEXT)
-        keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
+        keys = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_HOST", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
         return [" ".join("%s=%s" % (k, environ.get(k, "")) for k in keys).encode() + b"\n"]
     if path == "/upload":
         n = len(environ["wsgi.input"].read())
