@@ -152,7 +152,7 @@ coverage: ## regenerate docs/coverage.md: which test covers which conformance ID
 lint: ## gofmt, go vet, shellcheck (if installed)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	@if command -v shellcheck >/dev/null; then shellcheck .ci/run .ci/fuzz; fi
+	@if command -v shellcheck >/dev/null; then shellcheck .ci/run .ci/fuzz deploy/docker/install-runtime.sh; fi
 
 bench-deps: ## install missing Debian packages for make bench (the peers, wrk, the frameworks)
 	@missing=$$(for p in $(BENCH_APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

@@ -66,7 +66,8 @@ func deployServer(t *testing.T, name string, v deployVars) string {
 // bridge-http.conf add beyond passing requests (which every fixture test
 // does through them): /static/ served by nginx without reaching bridge, a
 // response with X-Accel-Buffering: no passed on piece by piece, a body
-// over client_max_body_size refused by nginx with 413, the forwarded
+// over client_max_body_size refused by nginx with 413, an upload held by
+// nginx until it is whole (request buffering), the Host and forwarded
 // headers and kept-alive upstream connections of the proxy_pass file, and
 // the file's uwsgi_modifier1 lines for PSGI (5) and Rack (7).
 func TestNginxDeployConfigs(t *testing.T) {
