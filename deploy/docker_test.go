@@ -202,12 +202,15 @@ func serveAsImage(t *testing.T, bin, spec string, appFiles []string, want string
 	if fi, err := os.Stat(filepath.Join(run, "uwsgi.sock")); err != nil || fi.Mode()&os.ModeSocket == 0 {
 		t.Errorf("no uwsgi socket from the config's uwsgi listener: %v", err)
 	}
-	// The HEALTHCHECK itself, once bridge has the subcommand.
+	// The HEALTHCHECK itself (bridge healthcheck --config, as in the
+	// Dockerfiles; BRIDGE_ADMIN wins over the file, as for serve), once
+	// bridge has the subcommand.
 	usage, _ := exec.Command(bin).CombinedOutput()
 	if strings.Contains(string(usage), "bridge healthcheck") {
-		hc := exec.Command(bin, "healthcheck", "--admin", adminAddr)
+		hc := exec.Command(bin, "healthcheck", "--config", config)
+		hc.Env = cmd.Env
 		if out, err := hc.CombinedOutput(); err != nil {
-			t.Errorf("bridge healthcheck --admin %s: %v\n%s", adminAddr, err, out)
+			t.Errorf("bridge healthcheck --config %s (BRIDGE_ADMIN=%s): %v\n%s", config, adminAddr, err, out)
 		}
 	} else {
 		t.Log("this bridge has no healthcheck subcommand yet: checked /readyz, which it asks, directly")

@@ -44,10 +44,10 @@ ENV BRIDGE_RUNNER=ruby:config.ru \
 USER 10001:10001
 WORKDIR /srv/app
 EXPOSE 9100
-# Healthy once a worker is ready and bridge is not draining (/readyz on the
-# admin address of bridge.yaml).
+# Healthy once a worker is ready and bridge is not draining: /readyz on the
+# admin address serve uses (bridge.yaml's, or BRIDGE_ADMIN if set).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["bridge", "healthcheck", "--admin", "127.0.0.1:9100"]
+    CMD ["bridge", "healthcheck", "--config", "/etc/bridge/bridge.yaml"]
 # SIGTERM (docker stop) drains: requests in flight get --grace (30s) to
 # finish, so give docker stop a longer timeout (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
