@@ -52,9 +52,10 @@ func (f *HTTP) Listen(addr string) (net.Listener, error) {
 	return &rejectWatch{Listener: LimitListener(ln, f.h.Limits.MaxConns, f.refuse), f: f}, nil
 }
 
-// Serve answers HTTP/1.1 on ln until ln is closed.
+// Serve answers HTTP/1.1 on ln until ln is closed. Closing ln is how a
+// drain begins (before Drain shuts the server down), so that is no failure.
 func (f *HTTP) Serve(ln net.Listener) error {
-	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil

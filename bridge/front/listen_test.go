@@ -89,3 +89,21 @@ func TestListenUnixBadGroup(t *testing.T) {
 		t.Errorf("socket file left behind: %v", err)
 	}
 }
+
+// A drain closes the listeners first: Serve then returns nil on both
+// fronts, so serve logs no "listener failed" at every shutdown.
+func TestServeEndsCleanlyWhenListenerCloses(t *testing.T) {
+	for kind, build := range front.Kinds {
+		f := build(front.Config{Handler: &front.Handler{}})
+		ln, err := f.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- f.Serve(ln) }()
+		ln.Close()
+		if err := <-done; err != nil {
+			t.Errorf("%s: Serve after its listener closed = %v, want nil", kind, err)
+		}
+	}
+}
