@@ -31,7 +31,7 @@ var reloadable = map[string]bool{
 // them. Settings that need a restart keep their running value, each change
 // logged as a warning.
 type configReloader struct {
-	ctx     context.Context // serve's: where private shim directories are cleaned up
+	ctx     context.Context // serve's: holds the runState that removes private shim directories
 	args    []string        // serve's command line
 	running *options        // the settings bridge started with
 	fleet   *supervise.Fleet
@@ -51,7 +51,12 @@ func (r *configReloader) Reload(ctx context.Context) (int, error) {
 				Msg("reload: this setting changed but needs a restart; the running value stays")
 		}
 		keepRunning(o, r.running)
-		cmd, err := runnerCommand(r.ctx, o)
+		// The reload's context (a stop cancels it), with serve's runState:
+		// a private shim directory is removed when serve ends.
+		if st, ok := r.ctx.Value(runStateKey{}).(*runState); ok {
+			ctx = context.WithValue(ctx, runStateKey{}, st)
+		}
+		cmd, err := runnerCommand(ctx, o)
 		if err != nil {
 			return cur, err
 		}

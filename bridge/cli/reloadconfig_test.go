@@ -153,3 +153,27 @@ func TestRunnerEnvChecked(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// --env reaches the runner's command, before bridge's own entries (which
+// win); a PYTHONPATH from it follows the shim's directory instead of
+// hiding it.
+func TestRunnerEnvInCommand(t *testing.T) {
+	o := &options{runner: "python:app:application", chdir: t.TempDir(), interpreter: "/usr/bin/python3",
+		logLevel: "info", env: listFlag{"APP_MODE=blue", "PYTHONPATH=/srv/lib"}}
+	cmd, err := runnerCommand(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.Env[0] != "APP_MODE=blue" {
+		t.Errorf("env %q: --env entries should come first", cmd.Env)
+	}
+	last := ""
+	for _, kv := range cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "PYTHONPATH="); ok {
+			last = v
+		}
+	}
+	if !strings.HasSuffix(last, ":/srv/lib") || strings.HasPrefix(last, "/srv/lib") {
+		t.Errorf("PYTHONPATH the runner gets: %q, want the shim's directory, then /srv/lib", last)
+	}
+}
