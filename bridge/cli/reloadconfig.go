@@ -46,8 +46,9 @@ func (r *configReloader) Reload(ctx context.Context) (int, error) {
 		if err != nil {
 			return cur, err
 		}
+		was, now := settingsOf(r.running), settingsOf(o)
 		for _, name := range needRestart(r.running, o) {
-			r.log.Warn().Str("key", name).Str("running", settingsOf(r.running)[name]).Str("new", settingsOf(o)[name]).
+			r.log.Warn().Str("key", name).Str("running", was[name]).Str("new", now[name]).
 				Msg("reload: this setting changed but needs a restart; the running value stays")
 		}
 		keepRunning(o, r.running)
