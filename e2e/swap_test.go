@@ -110,6 +110,17 @@ func TestSwapRunnersByConfig(t *testing.T) {
 	if n := servingWorkers(t, b); n != 4 {
 		t.Fatalf("%d workers serving after the reload to 4, want 4:\n%s", n, b.log.tail(30))
 	}
+	// And /metrics says so once generation 2 has drained.
+	working := func() float64 {
+		return metricValue(t, b, `bridge_workers{state="idle"}`) + metricValue(t, b, `bridge_workers{state="busy"}`) +
+			metricValue(t, b, `bridge_workers{state="suspended"}`)
+	}
+	for (working() != 4 || metricValue(t, b, `bridge_workers{state="draining"}`) != 0) && time.Now().Before(deadline) {
+		time.Sleep(pollEvery)
+	}
+	if n := working(); n != 4 {
+		t.Fatalf("bridge_workers counts %v idle, busy or suspended workers after the reload to 4, want 4", n)
+	}
 
 	// (c) app B, by SIGHUP; a log setting and a new listener in the same
 	// file are not applied, but named.
