@@ -12,8 +12,8 @@ import (
 // Coalesce returns a Reloader that never runs two reloads of r at once nor
 // queues one per caller. A call while no reload runs starts one; calls that
 // arrive while one runs all wait for the single reload that starts right
-// after it (it will load the code as it is now, which the running one may
-// not), and share its outcome. So N reloads asked for at once start at most
+// after it (it will load the code and read the settings as they are now,
+// which the running one may not), and share its outcome. So N reloads asked for at once start at most
 // two generations. SIGHUP and POST /reload both go through the one
 // Coalesce value serve makes.
 func Coalesce(r Reloader) *Reloads {

@@ -19,6 +19,7 @@ type options struct {
 	runner      string
 	chdir       string
 	interpreter string
+	env         listFlag // KEY=VALUE for the runners only (--env)
 	workers     int
 	threads     int
 	pipeline    int
@@ -89,6 +90,7 @@ func newFlagSet(name string, o *options, serve bool, stderr io.Writer) *flag.Fla
 	fs.StringVar(&o.runner, "runner", "", "the app to run: python:MODULE:CALLABLE (e.g. python:app:application), perl:FILE.psgi, ruby:FILE.ru, or exec:CMD ARGS for a runner plugin")
 	fs.StringVar(&o.chdir, "chdir", "", "directory to run the app in (its import root); default: the current directory")
 	fs.StringVar(&o.interpreter, "interpreter", "", "interpreter to use (default: $BRIDGE_PYTHON, $BRIDGE_PERL or $BRIDGE_RUBY, then the language's usual names, e.g. python3 and /usr/bin/python3: the first that has the runner's modules)")
+	fs.Var(&o.env, "env", "KEY=VALUE set in the runners' environment only, not bridge's (repeatable); a reload applies changes. BRIDGE_* names are bridge's own and refused; a PYTHONPATH, PERL5LIB or RUBYLIB given here comes after the runner's shim")
 	fs.DurationVar(&o.startWait, "start-timeout", 60*time.Second, "how long a worker may take to load the app")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

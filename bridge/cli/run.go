@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 
@@ -139,6 +140,9 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 	if err != nil {
 		return supervise.Command{}, usageError(err.Error())
 	}
+	if err := checkRunnerEnv(o.env); err != nil {
+		return supervise.Command{}, err
+	}
 	if st, ok := ctx.Value(runStateKey{}).(*runState); ok {
 		warn := func(err error, dir string) {
 			// In the command's log format; conform has none of its own.
@@ -148,9 +152,31 @@ func runnerCommand(ctx context.Context, o *options) (supervise.Command, error) {
 			}
 			untrustedCacheWarning(log.Warn(), err, dir)
 		}
-		return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, shimPlace{warn: warn, onExit: st.onExit})
+		return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, o.env, shimPlace{warn: warn, onExit: st.onExit})
 	}
-	return RunnerCommand(ctx, spec, o.chdir, o.interpreter, o.logLevel)
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	return runnerCommandWith(ctx, spec, o.chdir, o.interpreter, o.logLevel, o.env, shimPlace{
+		warn: func(err error, dir string) { untrustedCacheWarning(log.Warn(), err, dir) },
+	})
+}
+
+// checkRunnerEnv checks --env entries: KEY=VALUE with a name a process
+// environment can hold, and none of bridge's own BRIDGE_* names, which
+// bridge sets for the runner (BRIDGE_GRACE, BRIDGE_WORKER...) or reads
+// itself.
+func checkRunnerEnv(env []string) error {
+	for _, kv := range env {
+		key, _, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok || key == "":
+			return usageError(fmt.Sprintf("--env %q: want KEY=VALUE, e.g. --env DJANGO_SETTINGS_MODULE=site.settings", kv))
+		case strings.ContainsAny(kv, "\x00") || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r > '~' }):
+			return usageError(fmt.Sprintf("--env %q: the name must be printable ASCII without spaces, and no NUL anywhere", kv))
+		case strings.HasPrefix(key, "BRIDGE_"):
+			return usageError(fmt.Sprintf("--env %q: BRIDGE_* names are bridge's own settings, not the app's", kv))
+		}
+	}
+	return nil
 }
 
 // untrustedCacheWarning is the one log line saying that the shared shim
@@ -173,12 +199,15 @@ type shimPlace struct {
 // make (runners.ExtractShimPrivate) is left behind.
 func RunnerCommand(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string) (supervise.Command, error) {
 	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
-	return runnerCommandWith(ctx, spec, dir, interpreter, logLevel, shimPlace{
+	return runnerCommandWith(ctx, spec, dir, interpreter, logLevel, nil, shimPlace{
 		warn: func(err error, dir string) { untrustedCacheWarning(log.Warn(), err, dir) },
 	})
 }
 
-func runnerCommandWith(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string, place shimPlace) (supervise.Command, error) {
+// runnerCommandWith builds the command; extra (--env) comes first in its
+// environment, so that bridge's own entries win, except that the language's
+// module path from extra follows the shim's instead of replacing it.
+func runnerCommandWith(ctx context.Context, spec runners.Spec, dir, interpreter, logLevel string, extra []string, place shimPlace) (supervise.Command, error) {
 	given := dir
 	if dir == "" {
 		dir, _ = os.Getwd()
@@ -192,7 +221,7 @@ func runnerCommandWith(ctx context.Context, spec runners.Spec, dir, interpreter,
 	}
 	// The shims read their log threshold from the environment: --log-level
 	// (flag, env or config) is what they get.
-	env := []string{"BRIDGE_LOG_LEVEL=" + logLevel}
+	env := append(slices.Clip(extra), "BRIDGE_LOG_LEVEL="+logLevel)
 	if spec.Language == "exec" {
 		return supervise.Command{Path: spec.Command[0], Args: spec.Command[1:], Dir: dir, Env: env}, nil
 	}
@@ -218,7 +247,13 @@ func runnerCommandWith(ctx context.Context, spec runners.Spec, dir, interpreter,
 		return supervise.Command{}, err
 	}
 	path := shimDir
-	if old := os.Getenv(lang.PathEnv); old != "" {
+	old := os.Getenv(lang.PathEnv)
+	for _, kv := range extra {
+		if v, ok := strings.CutPrefix(kv, lang.PathEnv+"="); ok {
+			old = v // the last one wins, as in any environment
+		}
+	}
+	if old != "" {
 		path += string(os.PathListSeparator) + old
 	}
 	return supervise.Command{

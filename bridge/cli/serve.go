@@ -113,7 +113,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var adminSrv []*http.Server
 	adm := admin.New(pool, metrics)
-	adm.States, adm.Reload, adm.ReloadOpen, adm.Token = fleet.States, admin.Coalesce(fleet), o.adminReload, o.adminSecret
+	// A reload re-reads the settings (and --config) as a start would.
+	reloads := &configReloader{ctx: ctx, args: args, running: o, fleet: fleet, log: log, serving: h.SetRunner}
+	adm.States, adm.Reload, adm.ReloadOpen, adm.Token = fleet.States, admin.Coalesce(reloads), o.adminReload, o.adminSecret
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		log.Info().Str("front", l.kind).Str("addr", l.addr).Msg("listening")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,11 +19,24 @@ import (
 type Handler struct {
 	Pool   *dispatch.Pool
 	Log    zerolog.Logger
-	Runner string // runner spec, for the access log
+	Runner string // runner spec, for the access log and metrics (see SetRunner)
 	Limits Limits
 	// Begin, if set, is called when a request arrives; the func it returns
 	// is called with the outcome (metrics).
 	Begin func() func(runner string, status int, d time.Duration)
+
+	reloaded atomic.Pointer[string] // the spec a reload switched to, if any
+}
+
+// SetRunner names the runner spec that serves from now on (a reload may
+// change it); Runner is the one before any reload.
+func (h *Handler) SetRunner(spec string) { h.reloaded.Store(&spec) }
+
+func (h *Handler) runnerSpec() string {
+	if p := h.reloaded.Load(); p != nil {
+		return *p
+	}
+	return h.Runner
 }
 
 // maxAttempts bounds how often a request that no runner saw is re-dispatched;
@@ -136,7 +150,7 @@ func (h *Handler) Reject(req *request.Request, remote string, err error) request
 func (h *Handler) finish(log zerolog.Logger, req *request.Request, done func(string, int, time.Duration), out request.Outcome, err error, res dispatch.Result, worker string) request.Outcome {
 	d := time.Since(req.Start)
 	if done != nil {
-		done(h.Runner, out.Status, d)
+		done(h.runnerSpec(), out.Status, d)
 	}
 	ev := log.Info()
 	switch {
@@ -150,7 +164,7 @@ func (h *Handler) finish(log zerolog.Logger, req *request.Request, done func(str
 	}
 	ev.Str("method", req.Method).Str("uri", req.URI).Int("status", out.Status).
 		Int64("bytes", res.Bytes).Float64("duration_ms", float64(d.Microseconds())/1000).
-		Str("worker", worker).Str("runner", h.Runner).Bool("aborted", out.Cut).
+		Str("worker", worker).Str("runner", h.runnerSpec()).Bool("aborted", out.Cut).
 		Msg("request")
 	return out
 }

@@ -44,12 +44,20 @@ func NewFleet(cfg Config, pool *dispatch.Pool) *Fleet {
 func (f *Fleet) Start(ctx context.Context) error {
 	f.reloads.Lock()
 	defer f.reloads.Unlock()
-	return f.startGeneration(ctx)
+	return f.startGeneration(ctx, f.config())
 }
 
-func (f *Fleet) startGeneration(ctx context.Context) error {
+// config is the Config the serving generation was started with.
+func (f *Fleet) config() Config {
 	f.mu.Lock()
-	cfg := f.cfg
+	defer f.mu.Unlock()
+	return f.cfg
+}
+
+// startGeneration starts a generation with cfg and, once it serves, makes
+// cfg the fleet's: later reloads and their drains start from it.
+func (f *Fleet) startGeneration(ctx context.Context, cfg Config) error {
+	f.mu.Lock()
 	cfg.Generation = f.gen + 1
 	f.mu.Unlock()
 	next := New(cfg, f.pool)
@@ -57,8 +65,8 @@ func (f *Fleet) startGeneration(ctx context.Context) error {
 		return err
 	}
 	f.mu.Lock()
-	prev := f.cur
-	f.cur, f.gen = next, cfg.Generation
+	prev, prevGrace := f.cur, f.cfg.RecycleGrace
+	f.cur, f.gen, f.cfg = next, cfg.Generation, cfg
 	if prev != nil {
 		f.old = append(f.old, prev)
 	}
@@ -69,7 +77,7 @@ func (f *Fleet) startGeneration(ctx context.Context) error {
 		f.drains.Add(1)
 		go func() {
 			defer f.drains.Done()
-			prev.Stop(f.cfg.RecycleGrace)
+			prev.Stop(prevGrace)
 			f.mu.Lock()
 			for i, s := range f.old {
 				if s == prev {
@@ -83,9 +91,22 @@ func (f *Fleet) startGeneration(ctx context.Context) error {
 	return nil
 }
 
-// Reload replaces every worker with a new generation and returns its
-// number. On error the current generation keeps serving, untouched.
+// Reconfigure is given the Config the serving generation runs with and
+// returns the one the next generation starts with (bridge serve re-reads
+// its config file here). An error fails the reload before any worker starts.
+type Reconfigure func(ctx context.Context, cur Config) (Config, error)
+
+// Reload replaces every worker with a new generation of the same Config and
+// returns its number. On error the current generation keeps serving,
+// untouched.
 func (f *Fleet) Reload(ctx context.Context) (int, error) {
+	return f.ReloadWith(ctx, nil)
+}
+
+// ReloadWith is Reload with the Config that next returns (nil: the same
+// one). A failure of next counts and logs as a failed reload, like a
+// generation that does not start.
+func (f *Fleet) ReloadWith(ctx context.Context, next Reconfigure) (int, error) {
 	f.reloads.Lock()
 	defer f.reloads.Unlock()
 	f.mu.Lock()
@@ -97,12 +118,22 @@ func (f *Fleet) Reload(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(f.stopCtx, cancel)()
-	log := f.cfg.Log.With().Int("generation", gen+1).Logger()
+	cfg := f.config()
+	log := cfg.Log.With().Int("generation", gen+1).Logger()
 	log.Info().Msg("reload: starting a new generation of workers")
 	started := time.Now()
-	err := f.startGeneration(ctx)
-	if f.cfg.OnReload != nil {
-		f.cfg.OnReload(err == nil)
+	var err error
+	if next != nil {
+		var nc Config
+		if nc, err = next(ctx, cfg); err == nil {
+			cfg = nc
+		}
+	}
+	if err == nil {
+		err = f.startGeneration(ctx, cfg)
+	}
+	if cfg.OnReload != nil {
+		cfg.OnReload(err == nil)
 	}
 	if err != nil {
 		log.Error().Err(err).Int("serving_generation", gen).Msg("reload failed: the running generation keeps serving")
