@@ -359,23 +359,26 @@ func TestBridgeConfigIsValid(t *testing.T) {
 	}
 }
 
-// TestBridgeCacheWritable: the root file system is read-only, so the
-// directory bridge extracts runner shims to must be a writable emptyDir.
-func TestBridgeCacheWritable(t *testing.T) {
+// TestBridgeCacheInImage: bridge runs its runner shim from
+// $BRIDGE_CACHE_DIR only if nobody but its user and root can have written
+// it. The kubelet makes emptyDirs writable by all (mode 2777, not sticky),
+// and the root file system is read-only, so the shim must come extracted
+// in the image: BRIDGE_CACHE_DIR names an image path, on no volume.
+func TestBridgeCacheInImage(t *testing.T) {
 	m := loadManifests(t)
 	b := m.bridgeContainer(t)
 	for _, e := range b.Env {
 		if e.Name == "BRIDGE_CACHE_DIR" {
-			if !m.writable(t, b, e.Value) {
-				t.Errorf("BRIDGE_CACHE_DIR %s is not on a writable emptyDir", e.Value)
+			if !path.IsAbs(e.Value) {
+				t.Errorf("BRIDGE_CACHE_DIR %q: want an absolute path in the image", e.Value)
 			}
-			if !m.writable(t, b, "/tmp") {
-				t.Error("/tmp is not a writable emptyDir: bridge extracts shims to a private temp directory when the cache is group-writable")
+			if vm, _, ok := mountOf(b, e.Value); ok {
+				t.Errorf("BRIDGE_CACHE_DIR %s is on volume %s: bridge does not trust a shim on a volume others can write; extract it into the image", e.Value, vm.Name)
 			}
 			return
 		}
 	}
-	t.Error("bridge container: no BRIDGE_CACHE_DIR; the default ($HOME/.cache) is on the read-only root")
+	t.Error("bridge container: no BRIDGE_CACHE_DIR; the default ($HOME/.cache) is on the read-only root and empty")
 }
 
 // selects reports whether selector matches the pod template's labels.
