@@ -1,0 +1,501 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// containerPath is the PATH of a container: the images' usual one, with
+// the directory holding bridge (the image's bridge) in front.
+const containerPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// podImage stands for what the images bring: bridge on PATH, the app in
+// the config's chdir, the runner shim extracted in BRIDGE_CACHE_DIR, all
+// root-owned and readable by the containers' users, as in the image.
+type podImage struct {
+	binDir   string            // holds "bridge"
+	paths    map[string]string // image path -> host path (/srv/app, /var/cache/bridge)
+	asRoot   bool              // run the containers as their runAsUser, like the kubelet
+	fsGroup  int64
+	sockGrp  string // socket-group to use when not root: our own group
+	manifest podManifests
+}
+
+// newPodImage lays out the image parts on this host: a copy of the bridge
+// binary, a copy of deploy/demo as the app, and the shim extracted by
+// `bridge check`, as the image's build would.
+func newPodImage(t *testing.T, m podManifests) *podImage {
+	t.Helper()
+	img := &podImage{paths: map[string]string{}, asRoot: os.Geteuid() == 0, manifest: m}
+	if fg := m.spec().SecurityContext.FSGroup; fg != nil {
+		img.fsGroup = *fg
+	}
+	img.sockGrp = strconv.Itoa(os.Getgid())
+	root := shortTempDir(t)
+	mustChmod(t, root, 0o755)
+
+	img.binDir = filepath.Join(root, "bin")
+	mkdir(t, img.binDir, 0o755)
+	copyFile(t, bridgeBin, filepath.Join(img.binDir, "bridge"), 0o755)
+
+	b := m.container(t, "bridge")
+	cfg := bridgeConfigText(t, m)
+	var keys map[string]any
+	if err := yaml.Unmarshal([]byte(cfg), &keys); err != nil {
+		t.Fatalf("bridge config: %v", err)
+	}
+	chdir, _ := keys["chdir"].(string)
+	app := filepath.Join(root, "app")
+	mkdir(t, app, 0o755)
+	copyFile(t, filepath.Join(repoRoot, "deploy", "demo", "app.py"), filepath.Join(app, "app.py"), 0o644)
+	img.paths[chdir] = app
+
+	for _, e := range b.Env {
+		if e.Name != "BRIDGE_CACHE_DIR" {
+			continue
+		}
+		cache := filepath.Join(root, "cache")
+		img.paths[e.Value] = cache
+		check := exec.Command(filepath.Join(img.binDir, "bridge"), "check", "--runner", fmt.Sprint(keys["runner"]), "--chdir", app)
+		check.Env = append(os.Environ(), "BRIDGE_CACHE_DIR="+cache)
+		if out, err := check.CombinedOutput(); err != nil {
+			t.Fatalf("extract the runner shim as the image build does (bridge check): %v\n%s", err, out)
+		}
+		// As an image layer: readable, written by nobody but root.
+		_ = filepath.WalkDir(cache, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				mustChmod(t, p, 0o755)
+			} else if err == nil {
+				mustChmod(t, p, 0o644)
+			}
+			return nil
+		})
+	}
+	return img
+}
+
+// bridgeConfigText is the bridge config file from its ConfigMap, found
+// through the bridge container's --config and its volume mount.
+func bridgeConfigText(t *testing.T, m podManifests) string {
+	t.Helper()
+	b := m.container(t, "bridge")
+	argv := append(append([]string{}, b.Command...), b.Args...)
+	for i := 0; i+1 < len(argv); i++ {
+		if argv[i] == "--config" {
+			return configMapFile(t, m, b, argv[i+1])
+		}
+	}
+	t.Fatalf("bridge container runs %q: no --config", argv)
+	return ""
+}
+
+// configMapFile is the ConfigMap key that c sees at file.
+func configMapFile(t *testing.T, m podManifests, c *corev1.Container, file string) string {
+	t.Helper()
+	for _, vm := range c.VolumeMounts {
+		if filepath.Dir(file) != vm.MountPath {
+			continue
+		}
+		for _, v := range m.spec().Volumes {
+			if v.Name == vm.Name && v.ConfigMap != nil {
+				if data, ok := m.configMaps[v.ConfigMap.Name].Data[filepath.Base(file)]; ok {
+					return data
+				}
+			}
+		}
+	}
+	t.Fatalf("container %s: %s is in no ConfigMap volume", c.Name, file)
+	return ""
+}
+
+// simPod is one pod of deploy/k8s on this host: its volumes are
+// directories, its containers processes, started and stopped in the
+// kubelet's order with the kubelet's signals.
+type simPod struct {
+	name      string
+	img       *podImage
+	nginxAddr string // the Service's target: nginx's listen address
+	adminAddr string // bridge's admin address (the probes)
+	volumes   map[string]string
+	bridge    *podProcess
+	nginx     *podProcess
+}
+
+// podProcess is a container's main process.
+type podProcess struct {
+	name    string
+	cmd     *exec.Cmd
+	output  func() string
+	done    chan struct{}
+	waitErr error
+}
+
+func (p *podProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// templatingFor is how container c of pod sees this host: its volume mounts
+// and the image's paths become host directories; nginx's listen port and
+// bridge's admin address become free loopback ones; when the test does not
+// run as root (and so cannot run bridge in the fsGroup), socket-group
+// becomes the test's own group.
+func (p *simPod) templatingFor(c *corev1.Container) templating {
+	tp := templating{paths: map[string]string{}, ports: map[string]string{}}
+	for k, v := range p.img.paths {
+		tp.paths[k] = v
+	}
+	for _, vm := range c.VolumeMounts {
+		tp.paths[vm.MountPath] = p.volumes[vm.Name]
+	}
+	return tp
+}
+
+// startPod runs a pod as the kubelet does: volumes first (emptyDirs as the
+// kubelet makes them with an fsGroup: group fsGroup, mode 2777), then the
+// bridge sidecar, its startup probe until it passes, then nginx, then the
+// readiness probes of both.
+func startPod(t *testing.T, img *podImage, name string) *simPod {
+	t.Helper()
+	m := img.manifest
+	p := &simPod{name: name, img: img, volumes: map[string]string{},
+		nginxAddr: freeAddr(t), adminAddr: freeAddr(t)}
+	b, n := m.container(t, "bridge"), m.container(t, "nginx")
+
+	ports := map[string]string{
+		fmt.Sprintf("listen %d;", containerPortNamed(t, n, "http")):  "listen " + p.nginxAddr + ";",
+		fmt.Sprintf("0.0.0.0:%d", containerPortNamed(t, b, "admin")): p.adminAddr,
+	}
+	if !img.asRoot {
+		ports[fmt.Sprintf("socket-group: \"%d\"", img.fsGroup)] = "socket-group: \"" + img.sockGrp + "\""
+	}
+	for _, v := range m.spec().Volumes {
+		dir := shortTempDir(t)
+		switch {
+		case v.EmptyDir != nil:
+			if img.asRoot {
+				if err := os.Chown(dir, 0, int(img.fsGroup)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustChmod(t, dir, 0o777|os.ModeSetgid)
+		case v.ConfigMap != nil:
+			mustChmod(t, dir, 0o755)
+		default:
+			t.Fatalf("volume %s: the simulation knows emptyDir and configMap volumes only", v.Name)
+		}
+		p.volumes[v.Name] = dir
+	}
+	// A ConfigMap file is written as the container that reads it sees it.
+	for _, c := range []*corev1.Container{b, n} {
+		tp := p.templatingFor(c)
+		tp.ports = ports
+		for _, vm := range c.VolumeMounts {
+			for _, v := range m.spec().Volumes {
+				if v.Name != vm.Name || v.ConfigMap == nil {
+					continue
+				}
+				for key, text := range m.configMaps[v.ConfigMap.Name].Data {
+					out := tp.apply(text)
+					if err := os.WriteFile(filepath.Join(p.volumes[v.Name], key), []byte(out), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+	p.mustContain(t, b, p.adminAddr)
+	p.mustContain(t, n, "listen "+p.nginxAddr+";")
+
+	p.bridge = p.run(t, b)
+	deadline := probeBudget(b.StartupProbe)
+	p.waitProbe(t, "bridge startupProbe", deadline, func() bool { return httpOK(p.adminAddr, b.StartupProbe.HTTPGet.Path) })
+	if img.asRoot {
+		p.checkSharing(t, b)
+	}
+
+	p.nginx = p.run(t, n)
+	p.waitProbe(t, "nginx readinessProbe", time.Now().Add(10*time.Second), func() bool { return tcpOpen(p.nginxAddr) })
+	p.waitProbe(t, "bridge readinessProbe", time.Now().Add(10*time.Second), func() bool { return httpOK(p.adminAddr, b.ReadinessProbe.HTTPGet.Path) })
+	if !httpOK(p.adminAddr, b.LivenessProbe.HTTPGet.Path) {
+		t.Fatalf("pod %s: bridge livenessProbe %s fails", name, b.LivenessProbe.HTTPGet.Path)
+	}
+	return p
+}
+
+// checkSharing checks what the pod's security settings are for: bridge
+// runs as its runAsUser with the fsGroup, and its socket belongs to the
+// fsGroup with mode 0660, so that nginx's user may connect through it.
+func (p *simPod) checkSharing(t *testing.T, b *corev1.Container) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.bridge.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := fmt.Sprintf("\nUid:\t%d\t", *b.SecurityContext.RunAsUser)
+	groups := regexp.MustCompile(`\nGroups:\t(.*)\n`).FindStringSubmatch(string(status))
+	if !strings.Contains(string(status), uid) || groups == nil || !slices.Contains(strings.Fields(groups[1]), strconv.FormatInt(p.img.fsGroup, 10)) {
+		t.Errorf("pod %s: bridge does not run as uid %d with group %d:\n%s", p.name, *b.SecurityContext.RunAsUser, p.img.fsGroup, status)
+	}
+	var sock string
+	for _, vm := range b.VolumeMounts {
+		entries, _ := os.ReadDir(p.volumes[vm.Name])
+		for _, e := range entries {
+			if e.Type()&os.ModeSocket != 0 {
+				sock = filepath.Join(p.volumes[vm.Name], e.Name())
+			}
+		}
+	}
+	fi, err := os.Stat(sock)
+	if sock == "" || err != nil {
+		t.Fatalf("pod %s: no socket of bridge's on its volumes (%v)", p.name, err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if int64(st.Gid) != p.img.fsGroup || fi.Mode().Perm() != 0o660 {
+		t.Errorf("pod %s: socket %s has group %d, mode %04o; want the fsGroup %d, 0660", p.name, sock, st.Gid, fi.Mode().Perm(), p.img.fsGroup)
+	}
+}
+
+// mustContain fails if the config files c reads lack want after
+// templating: the manifests changed and the templating no longer fits.
+func (p *simPod) mustContain(t *testing.T, c *corev1.Container, want string) {
+	t.Helper()
+	for _, vm := range c.VolumeMounts {
+		entries, _ := os.ReadDir(p.volumes[vm.Name])
+		for _, e := range entries {
+			if data, err := os.ReadFile(filepath.Join(p.volumes[vm.Name], e.Name())); err == nil && strings.Contains(string(data), want) {
+				return
+			}
+		}
+	}
+	t.Fatalf("pod %s: no config file of container %s contains %q after templating: see templatingFor", p.name, c.Name, want)
+}
+
+// probeBudget is when a probe that has not passed fails the container:
+// periodSeconds x failureThreshold (the test polls faster than the period,
+// to be quick; only the polling period differs from the kubelet's).
+func probeBudget(pr *corev1.Probe) time.Time {
+	return time.Now().Add(time.Duration(pr.PeriodSeconds*pr.FailureThreshold) * time.Second)
+}
+
+func (p *simPod) waitProbe(t *testing.T, what string, deadline time.Time, ok func() bool) {
+	t.Helper()
+	for !ok() {
+		for _, proc := range []*podProcess{p.bridge, p.nginx} {
+			if proc != nil && proc.exited() {
+				t.Fatalf("pod %s: %s exited (%v) while waiting for %s:\n%s", p.name, proc.name, proc.waitErr, what, tailText(proc.output(), 40))
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s: %s did not pass in time", p.name, what)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// env is container c's environment: PATH (the image's bridge first), HOME,
+// TMPDIR if c has /tmp on a volume, and c's env from the manifest.
+func (p *simPod) env(c *corev1.Container, tp templating) []string {
+	env := []string{"PATH=" + p.img.binDir + ":" + containerPath, "HOME=/"}
+	if dir, ok := tp.paths["/tmp"]; ok {
+		env = append(env, "TMPDIR="+dir)
+	}
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+tp.apply(e.Value))
+	}
+	return env
+}
+
+// credential is the user, group and supplementary fsGroup that the kubelet
+// runs c's processes as; none when the test is not root.
+func (p *simPod) credential(c *corev1.Container) *syscall.SysProcAttr {
+	if !p.img.asRoot {
+		return nil
+	}
+	sc := c.SecurityContext
+	return &syscall.SysProcAttr{Credential: &syscall.Credential{
+		Uid: uint32(*sc.RunAsUser), Gid: uint32(*sc.RunAsGroup), Groups: []uint32{uint32(p.img.fsGroup)},
+	}}
+}
+
+// command is argv (templated) as a process of container c.
+func (p *simPod) command(t *testing.T, c *corev1.Container, argv []string) *exec.Cmd {
+	t.Helper()
+	tp := p.templatingFor(c)
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = tp.apply(a)
+	}
+	env := p.env(c, tp)
+	bin := lookPathIn(args[0], p.img.binDir+":"+containerPath)
+	if bin == "" {
+		t.Fatalf("container %s: %s is not on its PATH", c.Name, args[0])
+	}
+	cmd := exec.Command(bin, args[1:]...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.SysProcAttr = p.credential(c)
+	return cmd
+}
+
+func lookPathIn(name, path string) string {
+	if strings.Contains(name, "/") {
+		return name
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return filepath.Join(dir, name)
+		}
+	}
+	return ""
+}
+
+// run starts container c's command. Its output goes to a file anyone may
+// write, as a container's stdout: nginx reopens /dev/stdout for its access
+// log as its own user.
+func (p *simPod) run(t *testing.T, c *corev1.Container) *podProcess {
+	t.Helper()
+	cmd := p.command(t, c, append(append([]string{}, c.Command...), c.Args...))
+	logPath := filepath.Join(shortTempDir(t), c.Name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustChmod(t, filepath.Dir(logPath), 0o755)
+	mustChmod(t, logPath, 0o666)
+	cmd.Stdout, cmd.Stderr = f, f
+	proc := &podProcess{name: p.name + "/" + c.Name, cmd: cmd, done: make(chan struct{}),
+		output: func() string { b, _ := os.ReadFile(logPath); return string(b) }}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", proc.name, err)
+	}
+	f.Close()
+	go func() {
+		proc.waitErr = cmd.Wait()
+		close(proc.done)
+	}()
+	t.Cleanup(func() {
+		if !proc.exited() { // the test failed before stopping the pod
+			_ = cmd.Process.Kill()
+			<-proc.done
+		}
+		if t.Failed() {
+			t.Logf("%s output (last 30 lines):\n%s", proc.name, tailText(proc.output(), 30))
+		}
+	})
+	return proc
+}
+
+// stop terminates the pod in the kubelet's order: nginx's preStop hook
+// (sleep, nginx -s quit, wait for nginx to exit), SIGTERM to nginx, and
+// once nginx has exited SIGTERM to the bridge sidecar. All of it must end
+// within terminationGracePeriodSeconds, after which the kubelet kills.
+func (p *simPod) stop(t *testing.T) time.Duration {
+	t.Helper()
+	m := p.img.manifest
+	n := m.container(t, "nginx")
+	start := time.Now()
+	budget := time.Duration(*m.spec().TerminationGracePeriodSeconds) * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+
+	hook := p.command(t, n, n.Lifecycle.PreStop.Exec.Command)
+	hookCmd := exec.CommandContext(ctx, hook.Path, hook.Args[1:]...)
+	hookCmd.Env, hookCmd.Dir, hookCmd.SysProcAttr = hook.Env, hook.Dir, hook.SysProcAttr
+	if out, err := hookCmd.CombinedOutput(); err != nil {
+		t.Errorf("pod %s: nginx preStop hook: %v\n%s", p.name, err, out)
+	}
+	p.terminate(t, p.nginx, ctx)
+	p.terminate(t, p.bridge, ctx)
+	took := time.Since(start)
+	if took > budget {
+		t.Errorf("pod %s took %v to stop: past terminationGracePeriodSeconds (%v) the kubelet kills it", p.name, took, budget)
+	}
+	return took
+}
+
+// terminate sends SIGTERM (if the process still runs) and expects a clean
+// exit before ctx ends.
+func (p *simPod) terminate(t *testing.T, proc *podProcess, ctx context.Context) {
+	t.Helper()
+	if !proc.exited() {
+		if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil && !proc.exited() {
+			t.Errorf("SIGTERM %s (pid %d): %v", proc.name, proc.cmd.Process.Pid, err)
+		}
+	}
+	select {
+	case <-proc.done:
+		if proc.waitErr != nil {
+			t.Errorf("%s exited with %v, want status 0:\n%s", proc.name, proc.waitErr, tailText(proc.output(), 30))
+		}
+	case <-ctx.Done():
+		t.Errorf("%s still running at the end of the grace period", proc.name)
+	}
+}
+
+func httpOK(addr, path string) bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func tcpOpen(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func mkdir(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	mustChmod(t, dir, mode)
+}
+
+func mustChmod(t *testing.T, p string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	mustChmod(t, to, mode)
+}
