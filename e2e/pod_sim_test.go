@@ -30,7 +30,7 @@ const containerPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 // root-owned and readable by the containers' users, as in the image.
 type podImage struct {
 	binDir   string            // holds "bridge"
-	paths    map[string]string // image path -> host path (/srv/app, /var/cache/bridge)
+	paths    map[string]string // image path -> host path (/srv/app, /var/lib/bridge/cache)
 	asRoot   bool              // run the containers as their runAsUser, like the kubelet
 	fsGroup  int64
 	sockGrp  string // socket-group to use when not root: our own group
@@ -48,11 +48,11 @@ func newPodImage(t *testing.T, m podManifests) *podImage {
 	}
 	img.sockGrp = strconv.Itoa(os.Getgid())
 	root := shortTempDir(t)
-	mustChmod(t, root, 0o755)
+	chmodOrFail(t, root, 0o755)
 
 	img.binDir = filepath.Join(root, "bin")
-	mkdir(t, img.binDir, 0o755)
-	copyFile(t, bridgeBin, filepath.Join(img.binDir, "bridge"), 0o755)
+	mkdirMode(t, img.binDir, 0o755)
+	copyFileMode(t, bridgeBin, filepath.Join(img.binDir, "bridge"), 0o755)
 
 	b := m.container(t, "bridge")
 	cfg := bridgeConfigText(t, m)
@@ -62,30 +62,32 @@ func newPodImage(t *testing.T, m podManifests) *podImage {
 	}
 	chdir, _ := keys["chdir"].(string)
 	app := filepath.Join(root, "app")
-	mkdir(t, app, 0o755)
-	copyFile(t, filepath.Join(repoRoot, "deploy", "demo", "app.py"), filepath.Join(app, "app.py"), 0o644)
+	mkdirMode(t, app, 0o755)
+	copyFileMode(t, filepath.Join(repoRoot, "deploy", "demo", "app.py"), filepath.Join(app, "app.py"), 0o644)
 	img.paths[chdir] = app
 
 	for _, e := range b.Env {
 		if e.Name != "BRIDGE_CACHE_DIR" {
 			continue
 		}
+		// As deploy/docker's image: the cache belongs to bridge's user,
+		// mode 0700, and a build step run as that user fills it.
 		cache := filepath.Join(root, "cache")
+		mkdirMode(t, cache, 0o700)
+		cred := img.credential(b)
+		if cred != nil {
+			if err := os.Chown(cache, int(cred.Credential.Uid), int(cred.Credential.Gid)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		img.paths[e.Value] = cache
 		check := exec.Command(filepath.Join(img.binDir, "bridge"), "check", "--runner", fmt.Sprint(keys["runner"]), "--chdir", app)
-		check.Env = append(os.Environ(), "BRIDGE_CACHE_DIR="+cache)
+		check.Env = []string{"PATH=" + containerPath, "HOME=/", "BRIDGE_CACHE_DIR=" + cache}
+		check.Dir = "/"
+		check.SysProcAttr = cred
 		if out, err := check.CombinedOutput(); err != nil {
 			t.Fatalf("extract the runner shim as the image build does (bridge check): %v\n%s", err, out)
 		}
-		// As an image layer: readable, written by nobody but root.
-		_ = filepath.WalkDir(cache, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				mustChmod(t, p, 0o755)
-			} else if err == nil {
-				mustChmod(t, p, 0o644)
-			}
-			return nil
-		})
 	}
 	return img
 }
@@ -198,9 +200,9 @@ func startPod(t *testing.T, img *podImage, name string) *simPod {
 					t.Fatal(err)
 				}
 			}
-			mustChmod(t, dir, 0o777|os.ModeSetgid)
+			chmodOrFail(t, dir, 0o777|os.ModeSetgid)
 		case v.ConfigMap != nil:
-			mustChmod(t, dir, 0o755)
+			chmodOrFail(t, dir, 0o755)
 		default:
 			t.Fatalf("volume %s: the simulation knows emptyDir and configMap volumes only", v.Name)
 		}
@@ -229,15 +231,18 @@ func startPod(t *testing.T, img *podImage, name string) *simPod {
 
 	p.bridge = p.run(t, b)
 	deadline := probeBudget(b.StartupProbe)
-	p.waitProbe(t, "bridge startupProbe", deadline, func() bool { return httpOK(p.adminAddr, b.StartupProbe.HTTPGet.Path) })
+	p.waitProbe(t, "bridge startupProbe", deadline, func() bool { return probeHTTP(p.adminAddr, b.StartupProbe.HTTPGet.Path) })
 	if img.asRoot {
 		p.checkSharing(t, b)
 	}
+	if out := p.bridge.output(); strings.Contains(out, "shim cache not trusted") {
+		t.Errorf("pod %s: bridge passed over the image's shim cache (BRIDGE_CACHE_DIR):\n%s", name, tailText(out, 10))
+	}
 
 	p.nginx = p.run(t, n)
-	p.waitProbe(t, "nginx readinessProbe", time.Now().Add(10*time.Second), func() bool { return tcpOpen(p.nginxAddr) })
-	p.waitProbe(t, "bridge readinessProbe", time.Now().Add(10*time.Second), func() bool { return httpOK(p.adminAddr, b.ReadinessProbe.HTTPGet.Path) })
-	if !httpOK(p.adminAddr, b.LivenessProbe.HTTPGet.Path) {
+	p.waitProbe(t, "nginx readinessProbe", time.Now().Add(10*time.Second), func() bool { return probeTCP(p.nginxAddr) })
+	p.waitProbe(t, "bridge readinessProbe", time.Now().Add(10*time.Second), func() bool { return probeHTTP(p.adminAddr, b.ReadinessProbe.HTTPGet.Path) })
+	if !probeHTTP(p.adminAddr, b.LivenessProbe.HTTPGet.Path) {
 		t.Fatalf("pod %s: bridge livenessProbe %s fails", name, b.LivenessProbe.HTTPGet.Path)
 	}
 	return p
@@ -328,13 +333,13 @@ func (p *simPod) env(c *corev1.Container, tp templating) []string {
 
 // credential is the user, group and supplementary fsGroup that the kubelet
 // runs c's processes as; none when the test is not root.
-func (p *simPod) credential(c *corev1.Container) *syscall.SysProcAttr {
-	if !p.img.asRoot {
+func (img *podImage) credential(c *corev1.Container) *syscall.SysProcAttr {
+	if !img.asRoot {
 		return nil
 	}
 	sc := c.SecurityContext
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{
-		Uid: uint32(*sc.RunAsUser), Gid: uint32(*sc.RunAsGroup), Groups: []uint32{uint32(p.img.fsGroup)},
+		Uid: uint32(*sc.RunAsUser), Gid: uint32(*sc.RunAsGroup), Groups: []uint32{uint32(img.fsGroup)},
 	}}
 }
 
@@ -354,7 +359,7 @@ func (p *simPod) command(t *testing.T, c *corev1.Container, argv []string) *exec
 	cmd := exec.Command(bin, args[1:]...)
 	cmd.Env = env
 	cmd.Dir = "/"
-	cmd.SysProcAttr = p.credential(c)
+	cmd.SysProcAttr = p.img.credential(c)
 	return cmd
 }
 
@@ -381,8 +386,8 @@ func (p *simPod) run(t *testing.T, c *corev1.Container) *podProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustChmod(t, filepath.Dir(logPath), 0o755)
-	mustChmod(t, logPath, 0o666)
+	chmodOrFail(t, filepath.Dir(logPath), 0o755)
+	chmodOrFail(t, logPath, 0o666)
 	cmd.Stdout, cmd.Stderr = f, f
 	proc := &podProcess{name: p.name + "/" + c.Name, cmd: cmd, done: make(chan struct{}),
 		output: func() string { b, _ := os.ReadFile(logPath); return string(b) }}
@@ -453,7 +458,7 @@ func (p *simPod) terminate(t *testing.T, proc *podProcess, ctx context.Context) 
 	}
 }
 
-func httpOK(addr, path string) bool {
+func probeHTTP(addr, path string) bool {
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {
@@ -464,7 +469,7 @@ func httpOK(addr, path string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func tcpOpen(addr string) bool {
+func probeTCP(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return false
@@ -473,22 +478,22 @@ func tcpOpen(addr string) bool {
 	return true
 }
 
-func mkdir(t *testing.T, dir string, mode os.FileMode) {
+func mkdirMode(t *testing.T, dir string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Mkdir(dir, mode); err != nil {
 		t.Fatal(err)
 	}
-	mustChmod(t, dir, mode)
+	chmodOrFail(t, dir, mode)
 }
 
-func mustChmod(t *testing.T, p string, mode os.FileMode) {
+func chmodOrFail(t *testing.T, p string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(p, mode); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+func copyFileMode(t *testing.T, from, to string, mode os.FileMode) {
 	t.Helper()
 	data, err := os.ReadFile(from)
 	if err != nil {
@@ -497,5 +502,5 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.WriteFile(to, data, mode); err != nil {
 		t.Fatal(err)
 	}
-	mustChmod(t, to, mode)
+	chmodOrFail(t, to, mode)
 }

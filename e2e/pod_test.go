@@ -36,7 +36,7 @@ func TestPodRollingRestart(t *testing.T) {
 
 	a := startPod(t, img, "a")
 	svc.setEndpoints(a.nginxAddr)
-	load := startLoad(t, svc.addr, 3)
+	load := startPodLoad(t, svc.addr, 3)
 
 	roll := func(old *simPod, name string) *simPod {
 		next := startPod(t, img, name)
@@ -175,9 +175,9 @@ func (s *serviceProxy) serve() {
 	}
 }
 
-// load is clients sending GET / through the Service without pause, each
+// podLoad is clients sending GET / through the Service without pause, each
 // request on a new connection (kube-proxy balances connections).
-type load struct {
+type podLoad struct {
 	stopc  chan struct{}
 	wg     sync.WaitGroup
 	ok     atomic.Int64
@@ -186,9 +186,9 @@ type load struct {
 	errs   []string
 }
 
-func startLoad(t *testing.T, addr string, clients int) *load {
+func startPodLoad(t *testing.T, addr string, clients int) *podLoad {
 	t.Helper()
-	l := &load{stopc: make(chan struct{})}
+	l := &podLoad{stopc: make(chan struct{})}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := range clients {
 		l.wg.Add(1)
@@ -218,7 +218,7 @@ func startLoad(t *testing.T, addr string, clients int) *load {
 }
 
 // one request: 200 with the demo app's greeting, or an error.
-func (l *load) one(client *http.Client, addr, path string) error {
+func (l *podLoad) one(client *http.Client, addr, path string) error {
 	resp, err := client.Get("http://" + addr + path)
 	if err != nil {
 		return err
@@ -238,7 +238,7 @@ func (l *load) one(client *http.Client, addr, path string) error {
 
 // waitServed waits until n more requests have been answered (bounded: a
 // stall is a hang, reported as a failure).
-func (l *load) waitServed(t *testing.T, n int64) {
+func (l *podLoad) waitServed(t *testing.T, n int64) {
 	t.Helper()
 	want := l.ok.Load() + n
 	deadline := time.Now().Add(20 * time.Second)
@@ -250,7 +250,7 @@ func (l *load) waitServed(t *testing.T, n int64) {
 	}
 }
 
-func (l *load) stop() (ok, failed int64, errs []string) {
+func (l *podLoad) stop() (ok, failed int64, errs []string) {
 	select {
 	case <-l.stopc:
 	default:
