@@ -105,7 +105,7 @@ func containerPortNamed(t *testing.T, c *corev1.Container, name string) int32 {
 // hook, environment). Nothing else changes.
 type templating struct {
 	paths map[string]string // container path -> host path: volume mounts and image paths (/srv/app)
-	ports map[string]string // exact string -> replacement, e.g. "listen 8080;" -> "listen 127.0.0.1:PORT;"
+	ports map[string]string // exact string -> replacement: "listen 8080;", "0.0.0.0:9100" (and, not as root, socket-group)
 }
 
 // apply replaces, in one pass over s, each path of tp.paths where it

@@ -26,9 +26,10 @@ import (
 type simPod struct {
 	name      string
 	img       *podImage
-	nginxAddr string // the Service's target: nginx's listen address
-	adminAddr string // bridge's admin address (the probes)
-	volumes   map[string]string
+	nginxAddr string            // the Service's target: nginx's listen address
+	adminAddr string            // bridge's admin address (the probes)
+	ports     map[string]string // templating.ports: see templatingFor
+	volumes   map[string]string // volume name -> host directory
 	bridge    *podProcess
 	nginx     *podProcess
 }
@@ -57,7 +58,7 @@ func (p *podProcess) exited() bool {
 // run as root (and so cannot run bridge in the fsGroup), socket-group
 // becomes the test's own group.
 func (p *simPod) templatingFor(c *corev1.Container) templating {
-	tp := templating{paths: map[string]string{}, ports: map[string]string{}}
+	tp := templating{paths: map[string]string{}, ports: p.ports}
 	for k, v := range p.img.paths {
 		tp.paths[k] = v
 	}
@@ -78,12 +79,12 @@ func startPod(t *testing.T, img *podImage, name string) *simPod {
 		nginxAddr: freeAddr(t), adminAddr: freeAddr(t)}
 	b, n := m.container(t, "bridge"), m.container(t, "nginx")
 
-	ports := map[string]string{
+	p.ports = map[string]string{
 		fmt.Sprintf("listen %d;", containerPortNamed(t, n, "http")):  "listen " + p.nginxAddr + ";",
 		fmt.Sprintf("0.0.0.0:%d", containerPortNamed(t, b, "admin")): p.adminAddr,
 	}
 	if !img.asRoot {
-		ports[fmt.Sprintf("socket-group: \"%d\"", img.fsGroup)] = "socket-group: \"" + img.sockGrp + "\""
+		p.ports[fmt.Sprintf("socket-group: \"%d\"", img.fsGroup)] = "socket-group: \"" + img.sockGrp + "\""
 	}
 	for _, v := range m.spec().Volumes {
 		dir := shortTempDir(t)
@@ -105,7 +106,6 @@ func startPod(t *testing.T, img *podImage, name string) *simPod {
 	// A ConfigMap file is written as the container that reads it sees it.
 	for _, c := range []*corev1.Container{b, n} {
 		tp := p.templatingFor(c)
-		tp.ports = ports
 		for _, vm := range c.VolumeMounts {
 			for _, v := range m.spec().Volumes {
 				if v.Name != vm.Name || v.ConfigMap == nil {
@@ -311,6 +311,14 @@ func (p *simPod) stop(t *testing.T) time.Duration {
 	hookCmd.Env, hookCmd.Dir, hookCmd.SysProcAttr = hook.Env, hook.Dir, hook.SysProcAttr
 	if out, err := hookCmd.CombinedOutput(); err != nil {
 		t.Errorf("pod %s: nginx preStop hook: %v\n%s", p.name, err, out)
+	}
+	// The hook waits for nginx's drain: nginx must be gone (or going: it
+	// removes its pid file just before it exits) before the SIGTERM, which
+	// would stop it at once.
+	select {
+	case <-p.nginx.done:
+	case <-time.After(2 * time.Second):
+		t.Errorf("pod %s: nginx still runs after its preStop hook returned: the kubelet's SIGTERM would cut its requests", p.name)
 	}
 	p.terminate(t, p.nginx, ctx)
 	p.terminate(t, p.bridge, ctx)
