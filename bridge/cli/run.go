@@ -51,6 +51,11 @@ over the file. 'bridge check --config FILE' checks the whole file.
 
 Example (nginx: uwsgi_pass unix:/run/app.sock; include uwsgi_params;):
   bridge serve --runner python:app:application --uwsgi unix:/run/app.sock
+
+Under systemd socket activation, a listener address fd:NAME is the socket
+the .socket unit passed with FileDescriptorName=NAME, e.g. --uwsgi fd:uwsgi
+(deploy/systemd/README.md). bridge serve tells a Type=notify service READY=1
+once its workers are ready.
 `
 
 // Run executes one bridge command line (without the program name).
