@@ -304,8 +304,8 @@ func tuneRuntime(log zerolog.Logger) {
 // uwsgi front believes the REMOTE_ADDR, HTTPS and SCRIPT_NAME its peer sends
 // (U27), so only nginx on the same host (or pod) may talk to it.
 func trustedUwsgiAddr(addr string) error {
-	if strings.HasPrefix(addr, "unix:") {
-		return nil
+	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, front.FDPrefix) {
+		return nil // a passed socket is checked once open (trustedInherited)
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
