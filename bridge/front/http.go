@@ -60,7 +60,9 @@ func (f *HTTP) Listen(addr string) (net.Listener, error) {
 func (f *HTTP) Serve(ln net.Listener) error {
 	f.serving.Add(1)
 	defer f.serving.Done()
-	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	// serve closes the listeners before Drain (Shutdown), so a closed
+	// listener is the normal end, not a failure to log.
+	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
