@@ -17,6 +17,9 @@ APT_PKGS := protobuf-compiler python3-grpcio python3-protobuf python3-pytest \
             ruby ruby-grpc ruby-google-protobuf ruby-rack ruby-sinatra ruby-minitest \
             ruby-rails \
             uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-plugin-rack-ruby3.1
+# systemd-analyze verifies deploy/systemd's units (e2e/systemd_units_test.go).
+# Debian's systemd package; in a container it is installed, not started.
+APT_PKGS += systemd
 # What `make bench` measures bridge against, and how (bench/README.md).
 BENCH_APT_PKGS := nginx wrk uwsgi uwsgi-plugin-python3 uwsgi-plugin-psgi uwsgi-plugin-rack-ruby3.1 \
                   gunicorn starman puma python3-flask libdancer2-perl libtemplate-perl ruby-sinatra

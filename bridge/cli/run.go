@@ -29,6 +29,7 @@ Usage:
   bridge check --runner SPEC [flags]
   bridge check --config FILE [flags]
   bridge conform --runner SPEC [--chdir DIR]
+  bridge healthcheck [--admin ADDR | --config FILE]
   bridge version
 
 Runner specs:
@@ -42,9 +43,12 @@ Commands:
   check     load the app once, report what was found, exit non-zero on failure
   conform   check a runner against the runner contract with its kit app
             (runners/kit/README.md), one line per check
+  healthcheck
+            GET /readyz on the admin listener: exit 0 if ready, else 1
+            and the reason (the images' HEALTHCHECK)
   version   print the version
 
-Run 'bridge serve -h' or 'bridge check -h' for flags. Every flag can also be
+Run 'bridge serve -h', 'bridge check -h' or 'bridge healthcheck -h' for flags. Every flag can also be
 set in the environment as BRIDGE_<FLAG>, e.g. BRIDGE_WORKERS=4, or in a YAML
 file given with --config FILE (or BRIDGE_CONFIG) whose keys are flag names,
 e.g. "workers: 4". The command line wins over the environment, which wins
@@ -52,6 +56,11 @@ over the file. 'bridge check --config FILE' checks the whole file.
 
 Example (nginx: uwsgi_pass unix:/run/app.sock; include uwsgi_params;):
   bridge serve --runner python:app:application --uwsgi unix:/run/app.sock
+
+Under systemd socket activation, a listener address fd:NAME is the socket
+the .socket unit passed with FileDescriptorName=NAME, e.g. --uwsgi fd:uwsgi
+(deploy/systemd/README.md). bridge serve tells a Type=notify service READY=1
+once its workers are ready.
 `
 
 // Run executes one bridge command line (without the program name).
@@ -77,6 +86,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return check(ctx, args[1:], stdout, stderr)
 	case "conform":
 		return conformCmd(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "bridge", Version())
 		return nil

@@ -44,6 +44,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	mode, _ := strconv.ParseUint(o.socketMode, 8, 32)
+	// Before anything starts: the runners must not inherit these.
+	sd := newNotifier()
+	inherited, err := front.InheritSockets()
+	if err != nil {
+		return err
+	}
+	sock := front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup, Inherited: inherited}
 	tuneRuntime(log)
 	cmd, err := runnerCommand(ctx, o)
 	if err != nil {
@@ -57,7 +64,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// context, cancelled only when the grace period is over.
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
-	cfg := front.Config{Handler: h, ServerName: o.serverName, Base: reqCtx, Socket: front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup},
+	cfg := front.Config{Handler: h, ServerName: o.serverName, Base: reqCtx, Socket: sock,
 		// One runner serves every request, so every interface's
 		// modifier1 reaches it (uWSGI configs keep working).
 		Modifiers: runners.AppModifiers()}
@@ -88,13 +95,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var adminLns []listener
 	for _, a := range o.admin {
-		ln, err := front.Listen(a, front.ListenConfig{Mode: os.FileMode(mode), Group: o.socketGroup})
+		ln, err := front.Listen(a, sock)
 		if err != nil {
 			closeAll()
 			return err
 		}
 		adminLns = append(adminLns, listener{"admin", a, ln, nil})
 	}
+	if err := trustedInherited(lns); err != nil {
+		closeAll()
+		return err
+	}
+	warnUnusedSockets(log, inherited)
 
 	fleet := supervise.NewFleet(supervise.Config{
 		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads, Pipeline: o.pipeline,
@@ -140,6 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 	}
 	log.Info().Str("runner", o.runner).Int("workers", o.workers).Int("threads", o.threads).Int("pipeline", o.pipeline).Msg("bridge ready")
+	sd.notify(log, "READY=1")
 
 	wg.Add(1)
 	go func() {
@@ -147,6 +160,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		reloadOnHangup(ctx, hup, adm.Reload)
 	}()
 	<-ctx.Done()
+	sd.notify(log, "STOPPING=1")
 	adm.Drain() // readiness fails first, so probes stop sending traffic
 	drain(log, o.grace, lns, fronts, fleet, cancelReqs)
 	for _, srv := range adminSrv {
@@ -292,8 +306,8 @@ func tuneRuntime(log zerolog.Logger) {
 // uwsgi front believes the REMOTE_ADDR, HTTPS and SCRIPT_NAME its peer sends
 // (U27), so only nginx on the same host (or pod) may talk to it.
 func trustedUwsgiAddr(addr string) error {
-	if strings.HasPrefix(addr, "unix:") {
-		return nil
+	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, front.FDPrefix) {
+		return nil // a passed socket is checked once open (trustedInherited)
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

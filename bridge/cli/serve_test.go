@@ -199,7 +199,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "--http", "127.0.0.1:0"}, "--runner is required", 2},
 		{[]string{"serve", "--runner", "ruby-ish", "--http", "127.0.0.1:0"}, "want LANGUAGE:TARGET", 2},
 		{[]string{"serve", "--runner", "python:app", "--http", "127.0.0.1:0", "--workers", "0"}, "--workers 0", 2},
-		{[]string{"serve", "--runner", "python:app", "--http", "nonsense"}, "want host:port or unix:/path", 1},
+		{[]string{"serve", "--runner", "python:app", "--http", "nonsense"}, "want host:port, unix:/path or fd:NAME", 1},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`, 2},
 		{[]string{"serve", "--runner", "python:app", "--uwsgi", "0.0.0.0:3031"}, "must be a unix socket or a loopback address", 2},
 		{[]string{"serve", "--runner", "python:app", "--uwsgi", "10.1.2.3:3031"}, "must be a unix socket or a loopback address", 2},

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"bridge/bridge/request"
@@ -18,9 +19,11 @@ import (
 // HTTP is the HTTP/1.1 front: a net/http handler that builds the canonical
 // request from *http.Request (docs/conformance.md H1–H25).
 type HTTP struct {
-	cfg Config
-	h   *Handler
-	srv *http.Server
+	cfg     Config
+	h       *Handler
+	srv     *http.Server
+	conns   connStates     // for Drain (http_drain.go)
+	serving sync.WaitGroup // Serve calls running
 }
 
 // NewHTTP returns the HTTP front, with its http.Server.
@@ -39,6 +42,7 @@ func NewHTTP(c Config) *HTTP {
 		MaxHeaderBytes: lim.MaxHeaderSize,
 		BaseContext:    func(net.Listener) context.Context { return c.Base },
 		ErrorLog:       httpErrorLog(f.h.Log),
+		ConnState:      f.conns.hook,
 	}
 	return f
 }
@@ -55,18 +59,12 @@ func (f *HTTP) Listen(addr string) (net.Listener, error) {
 // Serve answers HTTP/1.1 on ln until ln is closed. Closing ln is how a
 // drain begins (before Drain shuts the server down), so that is no failure.
 func (f *HTTP) Serve(ln net.Listener) error {
+	f.serving.Add(1)
+	defer f.serving.Done()
 	if err := f.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
-}
-
-// Drain closes idle connections, waits for active ones, and cuts what
-// still runs when ctx ends.
-func (f *HTTP) Drain(ctx context.Context) {
-	if err := f.srv.Shutdown(ctx); err != nil {
-		f.srv.Close()
-	}
 }
 
 // ServeHTTP implements http.Handler.

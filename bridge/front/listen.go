@@ -25,8 +25,8 @@ const defaultIdleTimeout = 120 * time.Second
 // host" is never the default.
 const DefaultSocketMode os.FileMode = 0o660
 
-// ListenConfig says how Listen makes a unix socket file; TCP listeners
-// ignore it.
+// ListenConfig says how Listen makes a unix socket file (TCP listeners
+// ignore that), and where it finds sockets passed by systemd.
 type ListenConfig struct {
 	// Mode is the socket file's permission bits (0: DefaultSocketMode).
 	Mode os.FileMode
@@ -34,6 +34,10 @@ type ListenConfig struct {
 	// given, e.g. "www-data" so that nginx's workers may connect. bridge
 	// must be root or a member of that group.
 	Group string
+	// Inherited are the sockets passed by socket activation, for
+	// "fd:NAME" addresses; Mode and Group do not apply to them (systemd's
+	// SocketMode= and SocketGroup= did).
+	Inherited *Inherited
 }
 
 // LookupGroup resolves a group name, or else a numeric id, to a gid. A
@@ -51,17 +55,21 @@ func LookupGroup(group string) (int, error) {
 	return -1, fmt.Errorf("unknown group %q (not in the group database, and not a numeric id)", group)
 }
 
-// Listen opens addr: "unix:/path" or "host:port". A stale unix socket file
+// Listen opens addr: "unix:/path", "host:port", or "fd:NAME" for a socket
+// systemd passed (cfg.Inherited.Take). A stale unix socket file
 // (nobody accepting on it) is replaced; a live one is "address in use". A
 // unix socket gets cfg's group, then cfg's mode, before Listen returns; it
 // is created with no group or other permissions, so nobody outside them
 // can connect in between.
 func Listen(addr string, cfg ListenConfig) (net.Listener, error) {
+	if name, ok := strings.CutPrefix(addr, FDPrefix); ok {
+		return cfg.Inherited.Take(name)
+	}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		return listenUnix(addr, path, cfg)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("listen %q: want host:port or unix:/path", addr)
+		return nil, fmt.Errorf("listen %q: want host:port, unix:/path or fd:NAME", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {

@@ -69,6 +69,7 @@ func (u *Uwsgi) refuse(c net.Conn) {
 // request (runtime.newstack/copystack: 6% of bridge's CPU on hello at c=50).
 func (u *Uwsgi) Serve(ln net.Listener) error {
 	a := &acceptors{u: u, ctx: u.cfg.Base, ln: ln, idle: 1, done: make(chan struct{})}
+	u.wg.Add(1)
 	go a.run()
 	<-a.done
 	return a.err
@@ -93,8 +94,14 @@ func (a *acceptors) stop(err error) {
 	a.once.Do(func() { a.err = err; close(a.done) })
 }
 
+// run is one acceptor. It holds a count of u.wg from before it starts
+// until it exits, serving included, so Drain (which comes after the
+// listener is closed) also waits for a connection accepted in the instant
+// before the close and not yet being served: a restart under load drops
+// nothing.
 func (a *acceptors) run() {
 	u := a.u
+	defer u.wg.Done()
 	for {
 		select {
 		case <-a.done: // Serve has returned: Accept failed for good
@@ -116,7 +123,6 @@ func (a *acceptors) run() {
 			return
 		}
 		u.track(c, true)
-		u.wg.Add(1)
 		a.mu.Lock()
 		a.idle--
 		more := a.idle == 0
@@ -125,11 +131,11 @@ func (a *acceptors) run() {
 		}
 		a.mu.Unlock()
 		if more {
+			u.wg.Add(1)
 			go a.run() // someone must be in Accept while this one serves
 		}
 		u.serveConn(a.ctx, c)
 		u.track(c, false)
-		u.wg.Done()
 		a.mu.Lock()
 		if a.idle >= maxIdleAcceptors {
 			a.mu.Unlock()
@@ -154,7 +160,7 @@ func (u *Uwsgi) track(c net.Conn, add bool) {
 }
 
 // Drain blocks until every connection being served has finished, or ctx
-// ends; then it closes the stragglers.
+// ends; then it closes the stragglers. The listeners must be closed first.
 func (u *Uwsgi) Drain(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { u.wg.Wait(); close(done) }()
