@@ -149,6 +149,19 @@ func serveAsImage(t *testing.T, bin, spec string, appFiles []string, want string
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The image's build step, as the serving user: the shims go into the
+	// cache. Then the cache is made read-only for the run, as a read-only
+	// root filesystem leaves it: serve must only verify them.
+	shims := exec.Command(filepath.Join(dir, "bridge"), "shims")
+	shims.SysProcAttr = asUser(u)
+	shims.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/var/lib/bridge", "BRIDGE_CACHE_DIR=/var/lib/bridge/cache"}
+	if out, err := shims.CombinedOutput(); err != nil {
+		t.Fatalf("bridge shims as %s: %v\n%s", u.Username, err, out)
+	}
+	if err := os.Chmod("/var/lib/bridge/cache", 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod("/var/lib/bridge/cache", 0o700)
 	cmd := exec.Command(filepath.Join(dir, "bridge"), "serve", "--config", config)
 	cmd.Dir = app
 	cmd.SysProcAttr = asUser(u)

@@ -107,6 +107,7 @@ func TestDockerfiles(t *testing.T) {
 			labels := map[string]bool{}
 			var user, entrypoint, cmd, healthcheck []string
 			var ranScript, copiedConfig string
+			shimsAsUser := false // RUN bridge shims after USER
 			env := map[string]string{}
 			for _, in := range ins {
 				switch in.cmd {
@@ -132,6 +133,9 @@ func TestDockerfiles(t *testing.T) {
 				case "RUN":
 					if m := regexp.MustCompile(`install-runtime\.sh\s+(\w+)`).FindStringSubmatch(in.args); m != nil && stage == 2 {
 						ranScript = m[1]
+					}
+					if stage == 2 && len(user) > 0 && slices.Equal(execForm(t, path, in, in.args), []string{"bridge", "shims"}) {
+						shimsAsUser = true
 					}
 				case "LABEL":
 					for _, m := range regexp.MustCompile(`(org\.opencontainers\.image\.[a-z.]+)=`).FindAllStringSubmatch(in.args, -1) {
@@ -170,6 +174,9 @@ func TestDockerfiles(t *testing.T) {
 				if !labels["org.opencontainers.image."+l] {
 					t.Errorf("no LABEL org.opencontainers.image.%s", l)
 				}
+			}
+			if !shimsAsUser {
+				t.Errorf("no RUN [\"bridge\", \"shims\"] after USER: with a read-only root filesystem serve could not extract the runner shims")
 			}
 			if len(user) == 0 || user[0] != "10001" {
 				t.Errorf("USER %v: want 10001 (the bridge user of install-runtime.sh, numeric for runAsNonRoot)", user)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,12 +72,12 @@ func newPodImage(t *testing.T, m podManifests) *podImage {
 			}
 		}
 		img.paths[e.Value] = cache
-		check := exec.Command(filepath.Join(img.binDir, "bridge"), "check", "--runner", fmt.Sprint(keys["runner"]), "--chdir", app)
-		check.Env = []string{"PATH=" + containerPath, "HOME=/", "BRIDGE_CACHE_DIR=" + cache}
-		check.Dir = "/"
-		check.SysProcAttr = cred
-		if out, err := check.CombinedOutput(); err != nil {
-			t.Fatalf("extract the runner shim as the image build does (bridge check): %v\n%s", err, out)
+		shims := exec.Command(filepath.Join(img.binDir, "bridge"), "shims")
+		shims.Env = []string{"PATH=" + containerPath, "HOME=/", "BRIDGE_CACHE_DIR=" + cache}
+		shims.Dir = "/"
+		shims.SysProcAttr = cred
+		if out, err := shims.CombinedOutput(); err != nil {
+			t.Fatalf("extract the runner shims as the image build does (bridge shims): %v\n%s", err, out)
 		}
 	}
 	return img

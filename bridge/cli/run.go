@@ -30,6 +30,7 @@ Usage:
   bridge check --config FILE [flags]
   bridge conform --runner SPEC [--chdir DIR]
   bridge healthcheck [--admin ADDR | --config FILE]
+  bridge shims
   bridge version
 
 Runner specs:
@@ -46,6 +47,8 @@ Commands:
   healthcheck
             GET /readyz on the admin listener: exit 0 if ready, else 1
             and the reason (the images' HEALTHCHECK)
+  shims     extract the runner shims into the shim cache, for images
+            whose root filesystem will be read-only
   version   print the version
 
 Run 'bridge serve -h', 'bridge check -h' or 'bridge healthcheck -h' for flags. Every flag can also be
@@ -88,6 +91,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return conformCmd(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], stdout, stderr)
+	case "shims":
+		return shimsCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "bridge", Version())
 		return nil

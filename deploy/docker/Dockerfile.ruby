@@ -42,6 +42,10 @@ COPY deploy/docker/bridge.yaml /etc/bridge/bridge.yaml
 ENV BRIDGE_RUNNER=ruby:config.ru \
     BRIDGE_CACHE_DIR=/var/lib/bridge/cache
 USER 10001:10001
+# The shims go into the cache now, as the serving user: with the root
+# filesystem read-only (Kubernetes' readOnlyRootFilesystem), serve only
+# verifies them.
+RUN ["bridge", "shims"]
 WORKDIR /srv/app
 EXPOSE 9100
 # Healthy once a worker is ready and bridge is not draining: /readyz on the
