@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -175,4 +176,28 @@ func listenPort(t *testing.T, arg string) int {
 		t.Fatalf("nginx listen %q: want a port or ADDR:PORT", arg)
 	}
 	return p
+}
+
+// TestNginxTimeoutsFitBridge: nginx waits for bridge longer than bridge's
+// request timeout, so a slow app gets bridge's 504 (logged, counted) and
+// not nginx's; and nginx does not retry on its own.
+func TestNginxTimeoutsFitBridge(t *testing.T) {
+	m := loadManifests(t)
+	_, cfg := m.bridgeConfig(t)
+	timeout := duration(t, cfg, "timeout")
+	conf := parseNginx(m.mountedFile(t, m.nginxContainer(t), m.nginxConfPath(t)))
+	for _, name := range []string{"uwsgi_read_timeout", "uwsgi_send_timeout"} {
+		ds := find(conf, name)
+		if len(ds) != 1 {
+			t.Errorf("nginx.conf: %d %s directives, want 1", len(ds), name)
+			continue
+		}
+		d, err := time.ParseDuration(ds[0].args[0])
+		if err != nil || d <= timeout {
+			t.Errorf("nginx.conf %s %s: want a duration above bridge's timeout %v", name, ds[0].args[0], timeout)
+		}
+	}
+	if ds := find(conf, "uwsgi_next_upstream"); len(ds) != 1 || ds[0].args[0] != "off" {
+		t.Errorf("nginx.conf: want uwsgi_next_upstream off (bridge retries only what is safe)")
+	}
 }
