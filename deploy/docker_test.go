@@ -173,36 +173,8 @@ func serveAsImage(t *testing.T, bin, spec string, appFiles []string, want string
 		"BRIDGE_CHDIR=" + app, "BRIDGE_UWSGI=unix:" + filepath.Join(run, "uwsgi.sock"),
 		"BRIDGE_HTTP=" + httpAddr, "BRIDGE_ADMIN=" + adminAddr, "BRIDGE_WORKERS=1", "BRIDGE_THREADS=1",
 	}
-	log := &lockedLog{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("bridge did not stop within 10s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("bridge log:\n%s", log.String())
-		}
-	}()
-
+	serveBridge(t, cmd, adminAddr, "/readyz 200 (what the image's HEALTHCHECK asks)")
 	client := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, done, "/readyz 200 (what the image's HEALTHCHECK asks)", func() bool {
-		resp, err := client.Get("http://" + adminAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	resp, err := client.Get("http://" + httpAddr + "/")
 	if err != nil {
 		t.Fatalf("GET /: %v", err)
@@ -216,17 +188,11 @@ func serveAsImage(t *testing.T, bin, spec string, appFiles []string, want string
 		t.Errorf("no uwsgi socket from the config's uwsgi listener: %v", err)
 	}
 	// The HEALTHCHECK itself (bridge healthcheck --config, as in the
-	// Dockerfiles; BRIDGE_ADMIN wins over the file, as for serve), once
-	// bridge has the subcommand.
-	usage, _ := exec.Command(bin).CombinedOutput()
-	if strings.Contains(string(usage), "bridge healthcheck") {
-		hc := exec.Command(bin, "healthcheck", "--config", config)
-		hc.Env = cmd.Env
-		if out, err := hc.CombinedOutput(); err != nil {
-			t.Errorf("bridge healthcheck --config %s (BRIDGE_ADMIN=%s): %v\n%s", config, adminAddr, err, out)
-		}
-	} else {
-		t.Log("this bridge has no healthcheck subcommand yet: checked /readyz, which it asks, directly")
+	// Dockerfiles; BRIDGE_ADMIN wins over the file, as for serve).
+	hc := exec.Command(bin, "healthcheck", "--config", config)
+	hc.Env = cmd.Env
+	if out, err := hc.CombinedOutput(); err != nil {
+		t.Errorf("bridge healthcheck --config %s (BRIDGE_ADMIN=%s): %v\n%s", config, adminAddr, err, out)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -157,36 +156,8 @@ func scrapeLiveBridge(t *testing.T) map[string]map[string]bool {
 	httpAddr, adminAddr := freeLocalAddr(t), freeLocalAddr(t)
 	cmd := exec.Command(bin, "serve", "--runner", "python:app:application", "--chdir", filepath.Join("demo"),
 		"--http", httpAddr, "--admin", adminAddr, "--workers", "1", "--max-requests", "3", "--grace", "5s")
-	log := &lockedLog{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("bridge did not stop within 10s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("bridge log:\n%s", log.String())
-		}
-	})
-
+	done := serveBridge(t, cmd, adminAddr, "bridge ready (/readyz 200)")
 	client := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, done, "bridge ready (/readyz 200)", func() bool {
-		resp, err := client.Get("http://" + adminAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	for _, path := range []string{"/", "/env", "/stream", "/", "/missing", "/"} {
 		resp, err := client.Get("http://" + httpAddr + path)
 		if err != nil {
