@@ -182,8 +182,16 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 	args = append(args, o.args...)
 	b.cmd = exec.Command(bridgeBin, args...)
 	b.cmd.Env = append(os.Environ(), o.env...)
-	b.cmd.Stdout = b.log
-	b.cmd.Stderr = b.log
+	return b.launch(t, true)
+}
+
+// launch starts b.cmd with its output in b.log and stops it (SIGTERM, exit
+// 0 in time) when the test ends. If wait, it returns once bridge has
+// logged "bridge ready" and every listener b knows accepts a connection;
+// a bridge that exits first fails the test with its log.
+func (b *bridgeProc) launch(t *testing.T, wait bool) *bridgeProc {
+	t.Helper()
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("start bridge: %v", err)
 	}
@@ -192,22 +200,23 @@ func startBridge(t *testing.T, o bridgeOpts) *bridgeProc {
 		close(b.done)
 	}()
 	t.Cleanup(func() { b.stop(t) })
-
+	if !wait {
+		return b
+	}
 	deadline := time.Now().Add(startTimeout)
-	for {
+	for !strings.Contains(b.log.String(), `"message":"bridge ready"`) || !b.reachable() {
 		select {
 		case <-b.done:
+			b.signalled = true // its exit is the failure reported here
 			t.Fatalf("bridge exited before it was ready (%v):\n%s", b.waitErr, b.log.tail(40))
 		default:
-		}
-		if strings.Contains(b.log.String(), `"message":"bridge ready"`) && b.reachable() {
-			return b
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("bridge not ready after %v:\n%s", startTimeout, b.log.tail(40))
 		}
 		time.Sleep(pollEvery)
 	}
+	return b
 }
 
 // reachable reports whether every listener accepts a connection.

@@ -211,28 +211,7 @@ func startBridgeWithConfig(t *testing.T, config, httpAddr, adminAddr string) *br
 	b := &bridgeProc{log: &logBuffer{}, done: make(chan struct{}), httpAddr: httpAddr, adminAddr: adminAddr}
 	b.cmd = exec.Command(bridgeBin, "serve", "--config", config)
 	b.cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start bridge: %v", err)
-	}
-	go func() {
-		b.waitErr = b.cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() { b.stop(t) })
-	deadline := time.Now().Add(startTimeout)
-	for !strings.Contains(b.log.String(), `"message":"bridge ready"`) || !b.reachable() {
-		select {
-		case <-b.done:
-			t.Fatalf("bridge exited before it was ready (%v):\n%s", b.waitErr, b.log.tail(40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge not ready after %v:\n%s", startTimeout, b.log.tail(40))
-		}
-		time.Sleep(pollEvery)
-	}
-	return b
+	return b.launch(t, true)
 }
 
 // swapLoad is n keep-alive clients sending GET in a loop; a request fails

@@ -112,32 +112,7 @@ func startActivated(t *testing.T, a activation, wait bool) *bridgeProc {
 		b.cmd.Env = append(b.cmd.Env, "NOTIFY_SOCKET="+a.notifySrv)
 	}
 	b.cmd.ExtraFiles = files // fds 3, 4, ...
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start bridge: %v", err)
-	}
-	go func() {
-		b.waitErr = b.cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() { b.stop(t) })
-	if !wait {
-		return b
-	}
-	deadline := time.Now().Add(startTimeout)
-	for !strings.Contains(b.log.String(), `"message":"bridge ready"`) {
-		select {
-		case <-b.done:
-			b.signalled = true
-			t.Fatalf("bridge exited before it was ready (%v):\n%s", b.waitErr, b.log.tail(40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge not ready after %v:\n%s", startTimeout, b.log.tail(40))
-		}
-		time.Sleep(pollEvery)
-	}
-	return b
+	return b.launch(t, wait)
 }
 
 // exited waits for bridge to exit by itself and returns its log.
