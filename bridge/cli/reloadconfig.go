@@ -47,7 +47,7 @@ func (r *configReloader) Reload(ctx context.Context) (int, error) {
 			return cur, err
 		}
 		was, now := settingsOf(r.running), settingsOf(o)
-		for _, name := range needRestart(r.running, o) {
+		for _, name := range needRestart(was, now) {
 			r.log.Warn().Str("key", name).Str("running", was[name]).Str("new", now[name]).
 				Msg("reload: this setting changed but needs a restart; the running value stays")
 		}
@@ -86,10 +86,10 @@ func (r *configReloader) reread() (*options, error) {
 	return o, nil
 }
 
-// needRestart lists, sorted, the settings that differ between running and
-// next but that a reload cannot apply.
-func needRestart(running, next *options) []string {
-	was, now := settingsOf(running), settingsOf(next)
+// needRestart lists, sorted, the settings (as settingsOf gives them) that
+// differ between the running ones and the next but that a reload cannot
+// apply.
+func needRestart(was, now map[string]string) []string {
 	var out []string
 	for name, v := range now {
 		// The file's path comes from the command line or BRIDGE_CONFIG,
@@ -115,7 +115,8 @@ func keepRunning(next, running *options) {
 	*next = keep
 }
 
-// nextGeneration is cur with the reloadable settings of o.
+// nextGeneration is cur with the reloadable settings of o: serve's first
+// generation is built with it too.
 func nextGeneration(cur supervise.Config, o *options, cmd supervise.Command) supervise.Config {
 	cur.Command, cur.Runner = cmd, o.runner
 	cur.Workers, cur.Threads, cur.Pipeline, cur.StartTimeout = o.workers, o.threads, o.pipeline, o.startWait

@@ -40,12 +40,12 @@ socket-mode: "0600"
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := needRestart(running, next)
+	got := needRestart(settingsOf(running), settingsOf(next))
 	want := []string{"http", "log-level", "socket-mode", "timeout"}
 	if !slices.Equal(got, want) {
 		t.Errorf("needRestart = %v, want %v", got, want)
 	}
-	if got := needRestart(running, running); len(got) != 0 {
+	if got := needRestart(settingsOf(running), settingsOf(running)); len(got) != 0 {
 		t.Errorf("no change, yet needRestart = %v", got)
 	}
 }

@@ -108,12 +108,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	warnUnusedSockets(log, inherited)
 
-	fleet := supervise.NewFleet(supervise.Config{
-		Command: cmd, Runner: o.runner, Workers: o.workers, Threads: o.threads, Pipeline: o.pipeline,
-		StartTimeout: o.startWait, Log: log, OnRestart: metrics.Restarted, OnReload: metrics.Reloaded,
-		MaxRequests: o.maxRequests, MaxRequestsJitter: o.maxJitter, MaxLifetime: o.maxLifetime,
-		MaxRSS: int64(o.maxRSS), CancelGrace: o.cancelGrace, RecycleGrace: o.grace,
-	}, pool)
+	// The worker settings go in as a reload puts them (nextGeneration).
+	fleet := supervise.NewFleet(nextGeneration(supervise.Config{
+		Log: log, OnRestart: metrics.Restarted, OnReload: metrics.Reloaded, RecycleGrace: o.grace,
+	}, o, cmd), pool)
 	if err := fleet.Start(ctx); err != nil {
 		closeAll()
 		for _, l := range adminLns {
