@@ -22,13 +22,11 @@ import (
 // request yet: net/http's Shutdown gives them the same 5 s.
 const newConnWait = 5 * time.Second
 
-// connStates counts the HTTP front's connections that may still bring a
-// request: new (no request read yet) and active.
+// connStates holds the state of each of the HTTP front's open
+// connections; Drain asks it whether any may still bring a request.
 type connStates struct {
-	mu        sync.Mutex
-	state     map[net.Conn]http.ConnState
-	newConns  int
-	activeNow int
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
 }
 
 // hook is http.Server.ConnState.
@@ -38,32 +36,24 @@ func (s *connStates) hook(c net.Conn, st http.ConnState) {
 	if s.state == nil {
 		s.state = map[net.Conn]http.ConnState{}
 	}
-	if prev, ok := s.state[c]; ok {
-		s.count(prev, -1)
-	}
 	if st == http.StateClosed || st == http.StateHijacked {
 		delete(s.state, c)
 		return
 	}
 	s.state[c] = st
-	s.count(st, 1)
 }
 
-func (s *connStates) count(st http.ConnState, d int) {
-	switch st {
-	case http.StateNew:
-		s.newConns += d
-	case http.StateActive:
-		s.activeNow += d
-	}
-}
-
-// quiet reports whether no request may still come: nothing active, and
-// nothing new unless waitNew is over.
+// quiet reports whether no request may still come: no connection active,
+// and none new (no request read yet) unless waitNew is over.
 func (s *connStates) quiet(waitNew bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.activeNow == 0 && (s.newConns == 0 || !waitNew)
+	for _, st := range s.state {
+		if st == http.StateActive || (st == http.StateNew && waitNew) {
+			return false
+		}
+	}
+	return true
 }
 
 // Drain closes idle connections, waits for active ones, and cuts what
